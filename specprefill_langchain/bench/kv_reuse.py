@@ -1,0 +1,110 @@
+"""Benchmark: the draft's cost of scoring history+append from scratch vs with the history cached.
+
+    specprefill bench kv-reuse --draft smollm2-135m --history 6000 --append 512 --json
+
+All timings are medians over ``repeats`` in one process. ``max_abs_score_diff`` compares the
+importance scores of the incremental path with the from-scratch path on the same tokens, and
+``plain_prefill_s`` is the same tokens through a plain prefill (no query capture, no scoring), so
+scoring overhead = scratch_s / plain_prefill_s - 1.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from ..config import ScoringConfig
+from ..draft import DraftModel
+from ..kvcache import PrefixCache, snapshot_of
+from ..transcript import chat_format
+
+QUESTION = "Which function decodes a JSON document, and what does it return?"
+
+
+def _log(msg: str) -> None:
+    print(f"[kv-reuse] {msg}", file=sys.stderr, flush=True)
+
+
+def _history_ids(draft: DraftModel, n: int) -> list[int]:
+    """Real text (stdlib sources) tokenized, cut to ``n`` tokens."""
+    import json.decoder
+    import json.encoder
+    import textwrap
+
+    text = inspect.getsource(json.decoder) + inspect.getsource(json.encoder) + inspect.getsource(textwrap)
+    ids: list[int] = []
+    while len(ids) < n:
+        ids += draft.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return ids[:n]
+
+
+def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def run_kv_reuse(
+    draft: str = "smollm2-135m",
+    history: int = 6000,
+    append: int = 512,
+    repeats: int = 3,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    _log(f"loading draft {draft} ({dtype})")
+    model = DraftModel.load(draft, dtype=dtype)
+    fmt = chat_format(model.tokenizer)
+    tail = model.tokenizer(
+        fmt.header("human") + QUESTION + fmt.end + fmt.generation_prompt(), add_special_tokens=False
+    )["input_ids"]
+    body = _history_ids(model, history + append)
+    hist, full = body[:history], body + list(tail)
+    qs = len(body)
+    if len(full) > model.context_length:
+        msg = f"history+append+question = {len(full)} tokens exceed the draft's context of {model.context_length}."
+        raise ValueError(msg)
+    sc = ScoringConfig()
+
+    _log(f"plain prefill of {len(full)} tokens x{repeats}")
+    plain_s, _ = _median_time(lambda: model.prefill(full), repeats)
+    _log(f"scoring from scratch x{repeats}")
+    scratch_s, scratch = _median_time(lambda: model.importance(full, qs, scoring_config=sc), repeats)
+
+    _log(f"prefilling the {history}-token history once for the cache")
+    base = snapshot_of(model.prefill(hist))
+
+    def incremental() -> Any:
+        store = PrefixCache()
+        store.put(hist, base)  # the state an agent loop is in after the previous step
+        return model.importance(full, qs, scoring_config=sc, store=store)
+
+    _log(f"scoring with the history cached x{repeats}")
+    incr_s, incr = _median_time(incremental, repeats)
+    diff = float(torch.max(torch.abs(incr.scores - scratch.scores)))
+    result = {
+        "draft": draft,
+        "dtype": dtype,
+        "history_tokens": history,
+        "append_tokens": append,
+        "question_tokens": len(tail),
+        "repeats": repeats,
+        "scratch_s": round(scratch_s, 4),
+        "incremental_s": round(incr_s, 4),
+        "speedup": round(scratch_s / incr_s, 2),
+        "plain_prefill_s": round(plain_s, 4),
+        "scoring_overhead": round(scratch_s / plain_s - 1, 4),
+        "reused_tokens": incr.reused_tokens,
+        "max_abs_score_diff": diff,
+        "torch_threads": torch.get_num_threads(),
+    }
+    _log(json.dumps(result))
+    return result

@@ -1,0 +1,67 @@
+"""PNG plots of benchmark results (matplotlib with the Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['method']} [{row['draft']}]" if row.get("draft") else str(row["method"])
+
+
+def plot_fidelity(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Retention vs keep ratio, one line per method: overall, and one panel per task kind."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        msg = "plots need matplotlib: pip install 'specprefill-langchain[bench]'"
+        raise ImportError(msg) from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for row in result["results"]:
+        series[row["task"]][_label(row)].append((row["keep_ratio"], row["retention"]))
+    if not series:
+        return []
+    kinds = ["overall", *sorted(k for k in series if k != "overall")]
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _draw(ax, series["overall"], "evidence retention, all tasks")
+    paths.append(_save(fig, out / "fidelity_overall.png"))
+
+    cols = min(4, len(kinds))
+    rows = -(-len(kinds) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, kind in zip(axes.flat, kinds, strict=False):
+        _draw(ax, series[kind], kind)
+    for ax in list(axes.flat)[len(kinds) :]:
+        ax.set_visible(False)
+    paths.append(_save(fig, out / "fidelity_by_kind.png"))
+    return paths
+
+
+def _draw(ax: Any, lines: dict[str, list[tuple[float, float]]], title: str) -> None:
+    for label, points in sorted(lines.items()):
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", label=label)
+    ax.set_title(title)
+    ax.set_xlabel("keep ratio")
+    ax.set_ylabel("retention")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

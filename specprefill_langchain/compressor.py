@@ -1,0 +1,212 @@
+"""``SpecPrefillCompressor``: the drop-in LangChain Runnable (messages in, compressed messages out).
+
+    chain = prompt | SpecPrefillCompressor(draft="smollm2-135m", keep_ratio=0.3) | llm
+
+It accepts a list of messages or a ``PromptValue`` and returns a list of messages of the same length,
+order, types, ids and tool calls. Every call emits a ``specprefill_stats`` custom callback event
+(visible in LangSmith traces and ``astream_events``); ``compress()`` returns the stats directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
+from langchain_core.messages import BaseMessage, convert_to_messages
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict, PrivateAttr
+
+from . import engine
+from .config import CompressorConfig
+from .draft import DraftModel
+from .engine import CompressionResult, CompressionStats
+from .kvcache import PrefixCache
+
+CompressorInput = Sequence[BaseMessage] | PromptValue
+STATS_EVENT = "specprefill_stats"
+_CONFIG_FIELDS = set(CompressorConfig.__dataclass_fields__)
+
+
+def _as_messages(value: Any) -> list[BaseMessage]:
+    """Accept what a chain can hand us; fail early, with a fix, on anything else."""
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, BaseMessage):
+        return [value]
+    if isinstance(value, str | bytes | bytearray) or not isinstance(value, Sequence):
+        msg = (
+            f"SpecPrefillCompressor expects a list of messages or a PromptValue, got {type(value).__name__}. "
+            "Put it after a prompt template (`prompt | compressor | llm`) or pass `[HumanMessage(...)]`."
+        )
+        raise TypeError(msg)
+    if all(isinstance(m, BaseMessage) for m in value):
+        return list(value)
+    try:
+        return convert_to_messages(value)  # tuples, dicts: what chat models accept too
+    except (ValueError, TypeError, NotImplementedError) as err:
+        msg = f"SpecPrefillCompressor could not read the input as chat messages: {err}"
+        raise TypeError(msg) from err
+
+
+def thread_key(config: RunnableConfig | None) -> str | None:
+    """The LangGraph thread id of a run config, used to find the thread's KV cache in O(1)."""
+    configurable = (config or {}).get("configurable") or {}
+    tid = configurable.get("thread_id")
+    return None if tid is None else str(tid)
+
+
+class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessage]]):
+    """Compresses chat messages with a draft model's attention before a target model reads them.
+
+    Args:
+        draft: a short name (``specprefill models list``), a local folder, a GGUF file, or a
+            loaded :class:`DraftModel`.
+        keep_ratio: fraction of the compressible draft tokens to keep.
+        target: the target chat model, used to count target tokens (``max_target_tokens`` and
+            the stats); it is never called.
+        config: a full :class:`CompressorConfig`; keyword arguments override its fields.
+        **options: any :class:`CompressorConfig` field (``max_target_tokens``, ``dtype``,
+            ``on_error``, ``scoring``, ``selection``, ``policy``, ...).
+    """
+
+    config: CompressorConfig
+    target: Any = None
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    _draft: DraftModel | None = PrivateAttr(default=None)
+    _store: PrefixCache = PrivateAttr()
+    _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _last: CompressionStats | None = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        draft: str | DraftModel | None = None,
+        keep_ratio: float | None = None,
+        *,
+        config: CompressorConfig | None = None,
+        target: Any = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - _CONFIG_FIELDS
+        if unknown:
+            msg = f"unknown option(s) {sorted(unknown)}; valid ones are {sorted(_CONFIG_FIELDS)}."
+            raise TypeError(msg)
+        cfg = config or CompressorConfig()
+        changes = dict(options)
+        if keep_ratio is not None:
+            changes["keep_ratio"] = keep_ratio
+        if isinstance(draft, DraftModel):
+            changes["draft"] = draft.name
+        elif draft is not None:
+            changes["draft"] = draft
+        cfg = cfg.with_(**changes) if changes else cfg
+        if target is not None and not hasattr(target, "get_num_tokens_from_messages"):
+            msg = f"target={type(target).__name__} has no get_num_tokens_from_messages: pass a LangChain chat model."
+            raise TypeError(msg)
+        super().__init__(config=cfg, target=target)
+        self._store = PrefixCache(cfg.cache_bytes)
+        if isinstance(draft, DraftModel):
+            self._draft = draft
+        else:
+            from .models import check_name
+
+            check_name(cfg.draft)  # an unknown name fails here, not at the first agent step
+
+    # ------------------------------------------------------------------ parts
+    @property
+    def draft(self) -> DraftModel:
+        """The draft model, loaded on first use (shared across compressors of the same draft)."""
+        if self._draft is None:
+            with self._load_lock:
+                if self._draft is None:
+                    self._draft = DraftModel.load(self.config.draft, dtype=self.config.dtype, device=self.config.device)
+        return self._draft
+
+    @property
+    def cache(self) -> PrefixCache:
+        """The draft's prefix KV cache store (per compressor)."""
+        return self._store
+
+    @property
+    def last_stats(self) -> CompressionStats | None:
+        """Stats of the most recent call (any thread); prefer ``compress()`` or the callback event."""
+        return self._last
+
+    # ------------------------------------------------------------------ core
+    def compress(self, messages: CompressorInput, *, cache_key: str | None = None) -> CompressionResult:
+        """Compress and return messages *and* stats. ``cache_key`` (e.g. a thread id) speeds up KV reuse."""
+        msgs = _as_messages(messages)
+        try:
+            result = engine.compress(msgs, self.draft, self.config, store=self._store, target=self.target, key=cache_key)
+        except Exception as err:
+            if self.config.on_error == "raise":
+                raise
+            warnings.warn(
+                f"specprefill: compression failed ({type(err).__name__}: {err}); the messages pass through "
+                "unchanged. Set on_error='raise' to see the error.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            stats = CompressionStats(passthrough=True, reason="error", error=f"{type(err).__name__}: {err}")
+            stats.cache_key = cache_key
+            result = CompressionResult(msgs, stats, msgs)
+        self._last = result.stats
+        return result
+
+    async def acompress(self, messages: CompressorInput, *, cache_key: str | None = None) -> CompressionResult:
+        """``compress`` off the event loop (the draft's forward passes are blocking)."""
+        return await asyncio.to_thread(self.compress, messages, cache_key=cache_key)
+
+    def explain(self, messages: CompressorInput, *, cache_key: str | None = None) -> Any:
+        """A readable view of what is kept and dropped (``print`` it, or show it in a notebook)."""
+        from .explain import Explanation
+
+        return Explanation.from_result(self.compress(messages, cache_key=cache_key), self.config.selection.gap_marker)
+
+    # ------------------------------------------------------------------ Runnable
+    def _invoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
+        result = self.compress(value, cache_key=thread_key(config))
+        dispatch_custom_event(STATS_EVENT, result.stats.to_dict())
+        return result.messages
+
+    async def _ainvoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
+        result = await self.acompress(value, cache_key=thread_key(config))
+        await adispatch_custom_event(STATS_EVENT, result.stats.to_dict())
+        return result.messages
+
+    def invoke(self, input: CompressorInput, config: RunnableConfig | None = None, **kwargs: Any) -> list[BaseMessage]:
+        return self._call_with_config(self._invoke, input, config, run_type="prompt", **kwargs)
+
+    async def ainvoke(
+        self, input: CompressorInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[BaseMessage]:
+        return await self._acall_with_config(self._ainvoke, input, config, run_type="prompt", **kwargs)
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return False  # it holds a loaded model; the config itself is plain data (config.to_dict())
+
+    def as_pre_model_hook(self, **kwargs: Any) -> Any:
+        """A LangGraph ``pre_model_hook`` returning ``{"llm_input_messages": compressed}``."""
+        from .langgraph import pre_model_hook
+
+        return pre_model_hook(self, **kwargs)
+
+
+def compress_messages(
+    messages: CompressorInput | None = None,
+    *,
+    draft: str | DraftModel = "smollm2-135m",
+    keep_ratio: float = 0.3,
+    **options: Any,
+) -> list[BaseMessage] | SpecPrefillCompressor:
+    """Compress ``messages``; called without messages it returns the Runnable (like ``trim_messages``)."""
+    compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, **options)
+    if messages is None:
+        return compressor
+    return compressor.invoke(messages)

@@ -1,0 +1,213 @@
+"""Frozen configuration objects.
+
+Everything a user can tune lives here as a frozen dataclass with ``Literal`` options, validated on
+construction so that a bad value fails where it is written, with a message that says how to fix it.
+The objects are plain data: printable, comparable, and serialisable with :func:`dataclasses.asdict`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+Reduce = Literal["max", "mean"]
+Role = Literal["tool", "human", "ai"]
+DType = Literal["float32", "bfloat16", "float16"]
+OnError = Literal["raise", "passthrough"]
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ValueError(msg)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How the draft's attention becomes a per-token importance score (DESIGN.md, part 4).
+
+    query_window: which prompt positions act as queries. ``"question"`` (default) uses the tokens of
+        the latest human message, restated at the end of the transcript when it is not already last,
+        plus the generation prompt. An integer uses the last N positions of the scoring sequence
+        (the reference speculative-prefill code uses 1, together with ``lookahead=7``).
+    lookahead: greedy look-ahead steps whose queries are added (0 = none). Their tokens never stay
+        in the draft's cache.
+    pool_kernel: width of the 1-D average pool along tokens (1 = no pooling; must be odd).
+    layer_reduce / head_reduce: how layers and heads are combined; the reference takes the max.
+    query_reduce: how query steps are combined; the reference takes the mean.
+    layers: ``"auto"`` scores with every full-attention layer (sliding-window layers of models such
+        as Gemma 3 only see a few hundred keys, so they are left out); ``"all"`` uses every layer
+        whose cache holds all keys (the same thing for most models).
+    max_question_tokens: cap on the restated question (its last tokens are kept).
+    """
+
+    query_window: int | Literal["question"] = "question"
+    lookahead: int = 0
+    pool_kernel: int = 13
+    layer_reduce: Reduce = "max"
+    head_reduce: Reduce = "max"
+    query_reduce: Reduce = "mean"
+    layers: Literal["auto", "all"] = "auto"
+    max_question_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        qw = self.query_window
+        _check(
+            qw == "question" or (isinstance(qw, int) and not isinstance(qw, bool) and qw >= 1),
+            f"query_window={qw!r} is not valid: use 'question' or a positive number of tokens (e.g. 32).",
+        )
+        _check(
+            0 <= self.lookahead <= 64,
+            f"lookahead={self.lookahead} is out of range: use 0 (off) to 64 greedy steps; the reference uses 7.",
+        )
+        _check(
+            self.pool_kernel >= 1 and self.pool_kernel % 2 == 1,
+            f"pool_kernel={self.pool_kernel} must be a positive odd number (1 turns pooling off; default 13).",
+        )
+        _check(
+            self.max_question_tokens >= 1,
+            f"max_question_tokens={self.max_question_tokens} must be at least 1.",
+        )
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """How scored tokens become kept spans (DESIGN.md, part 5).
+
+    chunk_tokens: target chunk length in draft tokens (the reference uses 32); chunks end at the
+        strongest text boundary near that length (blank line, line end, whitespace), so that a line
+        of code or a JSON record is kept or dropped whole and no word is ever cut.
+    keep_neighbors: also keep up to this many draft tokens right after each kept chunk, up to the
+        next line end (0 = off). Helps when the answer sits on the line after the one that matched.
+    gap_marker: text inserted where a span was dropped.
+    """
+
+    chunk_tokens: int = 32
+    keep_neighbors: int = 0
+    gap_marker: str = " … "
+
+    def __post_init__(self) -> None:
+        _check(
+            4 <= self.chunk_tokens <= 1024,
+            f"chunk_tokens={self.chunk_tokens} is out of range: use 4 to 1024 (default 32).",
+        )
+        _check(self.keep_neighbors >= 0, f"keep_neighbors={self.keep_neighbors} must be >= 0.")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Which messages may be compressed (DESIGN.md, part 1).
+
+    The system prompt, the latest human message, tool-call names and arguments and non-text content
+    blocks are never compressed. Of the rest, ``roles`` says which kinds may be: tool outputs, human
+    text older than the latest human turn, AI text older than the latest human turn.
+
+    tools / skip_tools: compress only the outputs of these tool names / never these (by
+        ``ToolMessage.name``). ``None`` means no restriction.
+    protect_last: never compress the last N messages.
+    min_compressible_tokens: below this many compressible draft tokens the input passes through
+        unchanged (compression would cost more than it saves).
+    """
+
+    roles: frozenset[Role] = frozenset({"tool", "human", "ai"})
+    tools: frozenset[str] | None = None
+    skip_tools: frozenset[str] = frozenset()
+    protect_last: int = 0
+    min_compressible_tokens: int = 256
+
+    def __post_init__(self) -> None:
+        # Accept any iterable from users, store frozensets so the object stays hashable.
+        object.__setattr__(self, "roles", frozenset(self.roles))
+        object.__setattr__(self, "skip_tools", frozenset(self.skip_tools))
+        if self.tools is not None:
+            object.__setattr__(self, "tools", frozenset(self.tools))
+        bad = set(self.roles) - {"tool", "human", "ai"}
+        _check(not bad, f"roles has unknown entries {sorted(bad)}: use any of 'tool', 'human', 'ai'.")
+        _check(self.protect_last >= 0, f"protect_last={self.protect_last} must be >= 0.")
+        _check(
+            self.min_compressible_tokens >= 0,
+            f"min_compressible_tokens={self.min_compressible_tokens} must be >= 0 (0 always compresses).",
+        )
+
+
+@dataclass(frozen=True)
+class CompressorConfig:
+    """Everything a :class:`~specprefill_langchain.SpecPrefillCompressor` needs to know.
+
+    keep_ratio: fraction of the compressible draft tokens to keep, in (0, 1].
+    max_target_tokens: instead of (or on top of) a ratio, an absolute budget for the whole prompt in
+        *target* tokens, counted with the target model's ``get_num_tokens_from_messages`` when a
+        target is given, else estimated. The stricter of the two wins.
+    draft: short name (``specprefill models list``), local folder, GGUF file or hub id.
+    dtype: the draft's dtype. bfloat16 is 1.3-2x faster on CPUs with avx512_bf16.
+    prefill_chunk: tokens per forward pass of the draft while prefilling (bounds memory).
+    cache_bytes: memory budget of the draft's prefix KV cache store.
+    on_error: ``"raise"``, or ``"passthrough"`` (return the input unchanged with a warning, and
+        ``stats.error`` set) so that a failing draft never breaks an agent loop.
+    max_input_chars: refuse (``ValueError``, or pass through under ``on_error="passthrough"``)
+        transcripts with more text than this: the draft reads ~500 tokens/s on a laptop CPU, so a
+        10 MB tool output would stall the agent for hours. Trim such outputs at the tool.
+    """
+
+    keep_ratio: float = 0.3
+    max_target_tokens: int | None = None
+    draft: str = "smollm2-135m"
+    dtype: DType = "float32"
+    device: str = "cpu"
+    prefill_chunk: int = 512
+    cache_bytes: int = 2 * 1024**3
+    on_error: OnError = "raise"
+    max_input_chars: int = 1_000_000
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+
+    def __post_init__(self) -> None:
+        kr = self.keep_ratio
+        _check(
+            isinstance(kr, int | float) and not isinstance(kr, bool) and 0.0 < kr <= 1.0,
+            f"keep_ratio={kr!r} is out of range: use a fraction in (0, 1], e.g. 0.3 keeps 30% of the "
+            "compressible text.",
+        )
+        mt = self.max_target_tokens
+        _check(
+            mt is None or (isinstance(mt, int) and mt > 0),
+            f"max_target_tokens={mt!r} must be a positive number of target tokens, or None for no limit.",
+        )
+        _check(
+            isinstance(self.draft, str) and bool(self.draft.strip()),
+            f"draft={self.draft!r} is empty: name a draft such as 'smollm2-135m' "
+            "(see `specprefill models list`), a local folder or a GGUF file.",
+        )
+        _check(
+            self.dtype in ("float32", "bfloat16", "float16"),
+            f"dtype={self.dtype!r} is not supported: use 'float32', 'bfloat16' or 'float16'.",
+        )
+        _check(
+            64 <= self.prefill_chunk <= 8192,
+            f"prefill_chunk={self.prefill_chunk} is out of range: use 64 to 8192 tokens.",
+        )
+        _check(self.cache_bytes >= 0, f"cache_bytes={self.cache_bytes} must be >= 0 (0 disables reuse).")
+        _check(
+            self.on_error in ("raise", "passthrough"),
+            f"on_error={self.on_error!r} is not valid: use 'raise' or 'passthrough'.",
+        )
+
+        _check(
+            self.max_input_chars > 0, f"max_input_chars={self.max_input_chars} must be a positive number of characters."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (frozensets become sorted lists)."""
+
+        def clean(v: Any) -> Any:
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            if isinstance(v, frozenset | set):
+                return sorted(v)
+            return v
+
+        return clean(asdict(self))
+
+    def with_(self, **changes: Any) -> CompressorConfig:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)

@@ -1,0 +1,375 @@
+"""scoring: attention -> token importance -> chunks -> selection, on hand-made tensors (no model)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from specprefill_langchain.scoring import (
+    attention_probs,
+    chunk_scores,
+    make_chunks,
+    pool_tokens,
+    select_chunks,
+    token_importance,
+)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _manual_probs(q: torch.Tensor, k: torch.Tensor, pos: torch.Tensor, scale: float, n: int) -> torch.Tensor:
+    """The textbook version: repeat kv heads, full logits, mask, softmax, zero the masked keys."""
+    kk = k[:, :n].double().repeat_interleave(q.shape[0] // k.shape[0], dim=0)
+    logits = torch.einsum("hqd,hkd->hqk", q.double(), kk) * scale
+    visible = torch.arange(n)[None, :] <= pos[:, None]
+    logits = logits.masked_fill(~visible, float("-inf"))
+    return torch.softmax(logits, dim=-1).masked_fill(~visible, 0.0)
+
+
+# --------------------------------------------------------------------------- attention_probs
+def test_attention_probs_matches_repeat_interleave_and_manual_softmax() -> None:
+    g = _gen(1)
+    q = torch.randn(6, 5, 8, generator=g)
+    k = torch.randn(2, 20, 8, generator=g)  # 3 query heads per kv head
+    pos = torch.tensor([3, 9, 14, 17, 19])
+    out = attention_probs(q, k, pos, scale=8**-0.5, n_context=20)
+    assert out.shape == (6, 5, 20)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), _manual_probs(q, k, pos, 8**-0.5, 20), atol=1e-6, rtol=0)
+
+
+def test_gqa_groups_are_consecutive_heads() -> None:
+    # kv head 1 holds a key that only its own query heads (2, 3) can align with; heads 0, 1 use kv 0.
+    q = torch.zeros(4, 1, 2)
+    q[:, 0, 0] = 10.0
+    k = torch.zeros(2, 3, 2)
+    k[1, 2, 0] = 1.0
+    out = attention_probs(q, k, torch.tensor([2]), scale=1.0, n_context=3)
+    torch.testing.assert_close(out[0, 0], torch.full((3,), 1 / 3))
+    torch.testing.assert_close(out[1, 0], torch.full((3,), 1 / 3))
+    assert out[2, 0, 2] > 0.99 and out[3, 0, 2] > 0.99
+
+
+def test_attention_probs_agrees_with_sdpa() -> None:
+    g = _gen(2)
+    h, kvh, qn, d, n = 4, 2, 3, 16, 12
+    q = torch.randn(h, qn, d, generator=g)
+    k = torch.randn(kvh, n + 2, d, generator=g)
+    v = torch.randn(kvh, n, d, generator=g)
+    pos = torch.tensor([5, 11, 13])  # the last one is a look-ahead query
+    probs = attention_probs(q, k, pos, scale=0.3, n_context=n)
+    kk = k[:, :n].repeat_interleave(h // kvh, 0)
+    vv = v.repeat_interleave(h // kvh, 0)
+    mask = torch.arange(n)[None, :] <= pos[:, None]
+    ref = F.scaled_dot_product_attention(q[None], kk[None], vv[None], attn_mask=mask, scale=0.3)[0]
+    torch.testing.assert_close(probs @ vv, ref, atol=1e-6, rtol=1e-5)
+
+
+def test_causal_mask_and_lookahead_keys_get_no_mass() -> None:
+    g = _gen(3)
+    n = 10
+    q = torch.randn(2, 3, 4, generator=g)
+    k = torch.randn(1, n + 4, 4, generator=g)
+    k[:, n:] = 100 * q[0, 2]  # look-ahead keys that would swallow all the mass if they were visible
+    pos = torch.tensor([2, 6, n + 3])
+    out = attention_probs(q, k, pos, scale=1.0, n_context=n)
+    assert out.shape == (2, 3, n)
+    assert torch.all(out[:, 0, 3:] == 0) and torch.all(out[:, 1, 7:] == 0)
+    assert torch.all(out[:, 0, :3] > 0)
+    torch.testing.assert_close(out.sum(-1), torch.ones(2, 3))
+    # The look-ahead query spreads over the n context keys exactly as if the extra keys did not exist.
+    torch.testing.assert_close(out, attention_probs(q, k[:, :n], pos, scale=1.0, n_context=n))
+
+
+def test_query_that_sees_nothing_is_zero_not_nan() -> None:
+    q = torch.ones(2, 2, 4)
+    k = torch.ones(1, 5, 4)
+    out = attention_probs(q, k, torch.tensor([-1, 0]), scale=1.0, n_context=5)
+    assert not torch.isnan(out).any()
+    assert torch.all(out[:, 0] == 0)
+    torch.testing.assert_close(out[:, 1], torch.tensor([[1.0, 0, 0, 0, 0]] * 2))
+
+
+def test_low_precision_inputs_give_float32() -> None:
+    g = _gen(4)
+    q = torch.randn(2, 2, 8, generator=g).bfloat16()
+    k = torch.randn(1, 6, 8, generator=g).bfloat16()
+    out = attention_probs(q, k, torch.tensor([5, 5]), scale=0.5, n_context=6)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(
+        out.double(), _manual_probs(q.float(), k.float(), torch.tensor([5, 5]), 0.5, 6)
+    )
+
+
+@pytest.mark.parametrize(
+    ("qs", "ks", "npos", "n_context", "match"),
+    [
+        ((2, 8), (1, 5, 8), 2, 5, r"queries must be \(H, Q, D\).*\(2, 8\)"),
+        ((2, 2, 8), (1, 5, 4), 2, 5, r"head dims differ.*\(2, 2, 8\).*\(1, 5, 4\)"),
+        ((3, 2, 8), (2, 5, 8), 2, 5, r"3 query heads.*not a multiple of 2 kv heads"),
+        ((2, 2, 8), (1, 5, 8), 2, 6, r"n_context=6 must lie in \[0, 5\].*\(1, 5, 8\)"),
+        ((2, 2, 8), (1, 5, 8), 3, 5, r"query_positions \(3,\) must be \(2,\).*\(2, 2, 8\)"),
+    ],
+)
+def test_attention_probs_bad_shapes(qs, ks, npos, n_context, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        attention_probs(
+            torch.zeros(qs),
+            torch.zeros(ks),
+            torch.zeros(npos, dtype=torch.long),
+            scale=1.0,
+            n_context=n_context,
+        )
+
+
+# --------------------------------------------------------------------------- pool_tokens
+def test_pool_identity_at_kernel_one() -> None:
+    x = torch.randn(3, 7, generator=_gen(5))
+    assert torch.equal(pool_tokens(x, 1), x)
+
+
+def test_pool_averages_in_range_elements_at_the_edges() -> None:
+    x = torch.tensor([1.0, 2, 3, 4, 5])
+    torch.testing.assert_close(pool_tokens(x, 3), torch.tensor([1.5, 2, 3, 4, 4.5]))
+    torch.testing.assert_close(pool_tokens(x, 5), torch.tensor([2.0, 2.5, 3, 3.5, 4]))
+    # A kernel wider than the input averages whatever is in range.
+    torch.testing.assert_close(pool_tokens(torch.tensor([2.0, 4.0]), 13), torch.tensor([3.0, 3.0]))
+
+
+def test_pool_constant_stays_constant_and_matches_naive_on_any_leading_dims() -> None:
+    c = torch.full((2, 3, 40), 0.25)
+    torch.testing.assert_close(pool_tokens(c, 13), c)
+    x = torch.rand(2, 3, 17, generator=_gen(6))
+    out = pool_tokens(x, 5)
+    assert out.shape == x.shape
+    naive = torch.stack([x[..., max(0, i - 2) : i + 3].mean(-1) for i in range(17)], dim=-1)
+    torch.testing.assert_close(out, naive)
+
+
+@pytest.mark.parametrize("kernel", [0, 2, 12, -1])
+def test_pool_rejects_even_or_nonpositive_kernel(kernel) -> None:
+    with pytest.raises(ValueError, match=f"kernel={kernel} must be a positive odd"):
+        pool_tokens(torch.zeros(4), kernel)
+
+
+# --------------------------------------------------------------------------- token_importance
+def _layer(seed: int, h: int = 4, kvh: int = 2, qn: int = 3, k: int = 22, d: int = 8):
+    g = _gen(seed)
+    return torch.randn(h, qn, d, generator=g), torch.randn(kvh, k, d, generator=g), d**-0.5
+
+
+POS = torch.tensor([18, 19, 21])  # two context queries, one look-ahead query (n_context = 20)
+
+
+def test_needle_wins_the_argmax() -> None:
+    g = _gen(7)
+    n = 60
+    q = 0.1 * torch.randn(4, 3, 16, generator=g)
+    k = 0.1 * torch.randn(2, n + 2, 16, generator=g)
+    q[3, 1] = 0.0
+    q[3, 1, 5] = 1.0
+    k[1, 23, 5] = 30.0  # kv head 1 serves query heads 2 and 3
+    pos = torch.tensor([58, 59, 61])
+    scores = token_importance([(q, k, 1.0)], pos, n, pool_kernel=1)
+    assert scores.shape == (n,) and scores.dtype == torch.float32
+    assert int(scores.argmax()) == 23
+    pooled = token_importance([(q, k, 1.0)], pos, n, pool_kernel=13)
+    assert abs(int(pooled.argmax()) - 23) <= 6
+
+
+def test_reference_order_softmax_pool_max_heads_layers_mean_queries() -> None:
+    layers = [_layer(10), _layer(11)]
+    per = [pool_tokens(attention_probs(q, k, POS, scale=s, n_context=20), 5) for q, k, s in layers]
+    expected = torch.maximum(per[0].amax(0), per[1].amax(0)).mean(0)
+    torch.testing.assert_close(token_importance(layers, POS, 20, pool_kernel=5), expected)
+
+
+def test_layer_reduce_max_vs_mean() -> None:
+    l1, l2 = _layer(12), _layer(13)
+    one, two = token_importance([l1], POS, 20), token_importance([l2], POS, 20)
+    # Query mean is linear, so the mean over layers commutes with it.
+    mean = token_importance([l1, l2], POS, 20, layer_reduce="mean")
+    torch.testing.assert_close(mean, (one + two) / 2)
+    # Max over layers then max over queries is the max of each layer's max over queries.
+    qmax = token_importance([l1, l2], POS, 20, layer_reduce="max", query_reduce="max")
+    torch.testing.assert_close(
+        qmax,
+        torch.maximum(
+            token_importance([l1], POS, 20, query_reduce="max"),
+            token_importance([l2], POS, 20, query_reduce="max"),
+        ),
+    )
+    assert torch.all(token_importance([l1, l2], POS, 20) >= mean - 1e-7)
+
+
+def test_head_reduce_max_vs_mean() -> None:
+    q, k, s = _layer(14)
+    probs = attention_probs(q, k, POS, scale=s, n_context=20)
+    hmax = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="max")
+    hmean = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="mean")
+    torch.testing.assert_close(hmax, probs.amax(0).mean(0))
+    torch.testing.assert_close(hmean, probs.mean(0).mean(0))
+    # With head mean, pool 1, query mean, every query's row sums to 1, so the scores do too.
+    torch.testing.assert_close(hmean.sum(), torch.tensor(1.0))
+    assert not torch.allclose(hmax, hmean)
+
+
+def test_token_importance_errors() -> None:
+    with pytest.raises(ValueError, match="no layer was captured"):
+        token_importance([], POS, 20)
+    with pytest.raises(ValueError, match="reduce='median'"):
+        token_importance([_layer(15)], POS, 20, head_reduce="median")  # type: ignore[arg-type]
+    q, k, s = _layer(16, qn=2)
+    with pytest.raises(ValueError, match=r"query_positions \(3,\) must be \(2,\)"):
+        token_importance([(q, k, s)], POS, 20)
+
+
+# --------------------------------------------------------------------------- make_chunks
+def _check_tiling(chunks: list[tuple[int, int]], n: int) -> None:
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a < b for a, b in chunks)
+    assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("target", [4, 7, 32])
+def test_make_chunks_tiles_and_respects_lengths(seed, target) -> None:
+    g = _gen(seed)
+    n = int(torch.randint(1, 400, (1,), generator=g))
+    breaks = torch.randint(1, 5, (n,), generator=g)
+    chunks = make_chunks(breaks, target)
+    _check_tiling(chunks, n)
+    lo, hi = max(1, target // 2), 2 * target
+    lengths = [b - a for a, b in chunks]
+    assert all(length <= hi for length in lengths)
+    if n >= lo:
+        assert all(length >= lo for length in lengths)  # the tail too
+    assert make_chunks(breaks.clone(), target) == chunks
+
+
+def test_make_chunks_never_cuts_where_not_allowed() -> None:
+    g = _gen(20)
+    for _ in range(20):
+        n = int(torch.randint(1, 300, (1,), generator=g))
+        breaks = torch.randint(0, 5, (n,), generator=g)
+        breaks[torch.rand(n, generator=g) < 0.6] = 0  # long runs that must stay together
+        chunks = make_chunks(breaks, 8)
+        _check_tiling(chunks, n)
+        assert all(int(breaks[b - 1]) != 0 for _, b in chunks[:-1])
+
+
+def test_make_chunks_prefers_stronger_boundaries() -> None:
+    breaks = torch.full((100,), 2)
+    breaks[20] = 3  # a line end after token 20: chunk of 21 beats a word break at the target 32
+    assert make_chunks(breaks, 32)[0] == (0, 21)
+    breaks[40] = 4  # a record end, still within 2*target, beats the line end
+    assert make_chunks(breaks, 32)[0] == (0, 41)
+    inside = torch.ones(100, dtype=torch.long)
+    inside[50] = 2  # a word break beats cutting inside a word even far from the target
+    assert make_chunks(inside, 32)[0] == (0, 51)
+
+
+def test_make_chunks_nearest_to_target_and_ties_go_shorter() -> None:
+    breaks = torch.full((100,), 2)
+    breaks[[19, 29]] = 3
+    assert make_chunks(breaks, 32)[0] == (0, 30)
+    breaks = torch.full((100,), 2)
+    breaks[[27, 35]] = 3  # lengths 28 and 36 are both 4 from the target
+    assert make_chunks(breaks, 32)[0] == (0, 28)
+
+
+def test_make_chunks_tail_is_not_a_sliver() -> None:
+    assert make_chunks(torch.full((70,), 2), 32) == [(0, 32), (32, 70)]
+    assert make_chunks(torch.full((10,), 2), 32) == [(0, 10)]  # whole span shorter than target//2
+    assert make_chunks(torch.full((60,), 2), 32) == [(0, 60)]  # the span end beats word breaks
+
+
+def test_make_chunks_tail_still_splits_at_line_ends_near_the_target() -> None:
+    lines = torch.full((60,), 2)
+    lines[[14, 29, 44]] = 3
+    assert make_chunks(lines, 32) == [(0, 30), (30, 60)]
+    lines[15] = 4  # a record end beats the span end and the line ends
+    assert make_chunks(lines, 32) == [(0, 16), (16, 60)]  # a cut at 45 would leave a 15-token sliver
+
+
+def test_make_chunks_forced_cuts() -> None:
+    zeros = torch.zeros(50, dtype=torch.long)
+    assert make_chunks(zeros, 8) == [(0, 50)]
+    zeros[30] = 1
+    assert make_chunks(zeros, 8) == [(0, 31), (31, 50)]
+    assert make_chunks(torch.zeros(0, dtype=torch.long), 8) == []
+    assert make_chunks(torch.tensor(()), 8) == []  # an empty tuple becomes a float tensor
+
+
+def test_make_chunks_errors() -> None:
+    with pytest.raises(ValueError, match=r"1-D tensor \(N,\), got shape \(2, 3\)"):
+        make_chunks(torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="integer break levels"):
+        make_chunks(torch.zeros(4))
+    with pytest.raises(ValueError, match="target=0"):
+        make_chunks(torch.zeros(4, dtype=torch.long), 0)
+
+
+# --------------------------------------------------------------------------- chunk_scores
+def test_chunk_scores_is_the_mean_of_each_chunk() -> None:
+    g = _gen(30)
+    s = torch.rand(200, generator=g) * 1e-3
+    chunks = make_chunks(torch.randint(1, 5, (200,), generator=g), 16)
+    out = chunk_scores(s, chunks)
+    assert out.shape == (len(chunks),) and out.dtype == torch.float32
+    torch.testing.assert_close(out, torch.stack([s[a:b].mean() for a, b in chunks]))
+    assert chunk_scores(s, []).shape == (0,)
+
+
+def test_chunk_scores_errors() -> None:
+    with pytest.raises(ValueError, match=r"0 <= start < end <= 5"):
+        chunk_scores(torch.zeros(5), [(0, 3), (3, 6)])
+    with pytest.raises(ValueError, match=r"0 <= start < end"):
+        chunk_scores(torch.zeros(5), [(2, 2)])
+    with pytest.raises(ValueError, match=r"1-D \(N,\), got shape \(1, 5\)"):
+        chunk_scores(torch.zeros(1, 5), [(0, 1)])
+
+
+# --------------------------------------------------------------------------- select_chunks
+def test_select_chunks_picks_highest_first_and_skips_what_does_not_fit() -> None:
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7])
+    lengths = torch.tensor([10, 10, 30, 10])
+    assert select_chunks(scores, lengths, 20).tolist() == [False, True, False, True]
+    # 0.5 (30 tokens) no longer fits after 0.9 and 0.7, but the shorter 0.1 does.
+    assert select_chunks(scores, lengths, 35).tolist() == [True, True, False, True]
+
+
+def test_select_chunks_ties_go_to_the_earlier_chunk() -> None:
+    keep = select_chunks(torch.tensor([0.5, 0.2, 0.5, 0.5]), torch.tensor([4, 4, 4, 4]), 8)
+    assert keep.tolist() == [True, False, True, False]
+
+
+def test_select_chunks_budget_edges_and_never_over() -> None:
+    g = _gen(40)
+    scores = torch.rand(50, generator=g)
+    lengths = torch.randint(1, 40, (50,), generator=g)
+    total = int(lengths.sum())
+    assert not select_chunks(scores, lengths, 0).any()
+    assert not select_chunks(scores, lengths, -5).any()
+    assert select_chunks(scores, lengths, total).all()
+    assert select_chunks(scores, lengths, total + 100).all()
+    for budget in range(0, total, 37):
+        keep = select_chunks(scores, lengths, budget)
+        assert keep.dtype == torch.bool
+        assert int(lengths[keep].sum()) <= budget
+        assert torch.equal(keep, select_chunks(scores, lengths, budget))
+        # Greedy: the budget left only shrinks, so every dropped chunk is longer than what is left.
+        left = budget - int(lengths[keep].sum())
+        assert all(int(length) > left for length in lengths[~keep])
+
+
+def test_select_chunks_nan_scores_rank_last_and_shape_errors() -> None:
+    keep = select_chunks(torch.tensor([float("nan"), 0.1]), torch.tensor([5, 5]), 5)
+    assert keep.tolist() == [False, True]
+    with pytest.raises(ValueError, match=r"scores \(3,\) and lengths \(2,\)"):
+        select_chunks(torch.zeros(3), torch.ones(2, dtype=torch.long), 4)
+    with pytest.raises(ValueError, match="lengths must be >= 0"):
+        select_chunks(torch.zeros(2), torch.tensor([1, -1]), 4)
