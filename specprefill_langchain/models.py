@@ -137,9 +137,7 @@ def _spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        msg = (
-            f"unknown model {name!r}; known short names: {', '.join(MODELS)} (see `specprefill models list`)"
-        )
+        msg = f"unknown model {name!r}; known short names: {', '.join(MODELS)} (see `specprefill models list`)"
         raise ValueError(msg) from None
 
 

@@ -42,17 +42,12 @@ def _check_attention_shapes(queries: Tensor, keys: Tensor, query_positions: Tens
         msg = f"n_context={n_context} must lie in [0, {k}] (keys {tuple(keys.shape)})."
         raise ValueError(msg)
     if query_positions.shape != (q,):
-        msg = (
-            f"query_positions {tuple(query_positions.shape)} must be ({q},) to match "
-            f"queries {tuple(queries.shape)}."
-        )
+        msg = f"query_positions {tuple(query_positions.shape)} must be ({q},) to match queries {tuple(queries.shape)}."
         raise ValueError(msg)
 
 
 @torch.no_grad()
-def attention_probs(
-    queries: Tensor, keys: Tensor, query_positions: Tensor, *, scale: float, n_context: int
-) -> Tensor:
+def attention_probs(queries: Tensor, keys: Tensor, query_positions: Tensor, *, scale: float, n_context: int) -> Tensor:
     """softmax(q·Kᵀ·scale) of each query over the context keys it may see: (H, Q, n_context) float32.
 
     A query at absolute position p sees key j iff j <= p and j < n_context; keys past the context are

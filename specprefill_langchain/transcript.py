@@ -324,7 +324,7 @@ class Transcript:
                 for k, block in enumerate(m.content):
                     if (i, k) in new_text:
                         text = new_text[(i, k)]
-                        block = text if isinstance(block, str) else {**block, "text": text}  # noqa: PLW2901
+                        block = text if isinstance(block, str) else {**block, "text": text}
                     content.append(block)
             out.append(m.model_copy(update={"content": content}))
         return out

@@ -24,7 +24,7 @@ from pydantic import Field
 from specprefill_langchain import STATS_EVENT, SpecPrefillNode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from stdlib_tools import stdlib_tools  # noqa: E402
+from stdlib_tools import stdlib_tools
 
 SYSTEM = "You are a careful coding agent. Use the tools, then answer briefly."
 # Tool outputs of ~1,100 draft tokens first, then short ones: after the first compressed step,
@@ -69,7 +69,9 @@ class PlannedChatModel(BaseChatModel):
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> PlannedChatModel:
         return self  # the plan already knows the tools
 
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any) -> ChatResult:
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
         self.received.append(list(messages))
         return ChatResult(generations=[ChatGeneration(message=plan(messages))])
 
@@ -124,7 +126,9 @@ def check_history(messages: Sequence[BaseMessage]) -> None:
     for i, m in enumerate(messages):
         if isinstance(m, AIMessage) and m.tool_calls:
             for call in m.tool_calls:
-                result = next(r for r in messages[i + 1 :] if isinstance(r, ToolMessage) and r.tool_call_id == call["id"])
+                result = next(
+                    r for r in messages[i + 1 :] if isinstance(r, ToolMessage) and r.tool_call_id == call["id"]
+                )
                 assert result.text == by_name[call["name"]].invoke(call["args"])
     calls = sum(len(m.tool_calls) for m in messages if isinstance(m, AIMessage))
     assert calls == sum(isinstance(m, ToolMessage) for m in messages) == 3

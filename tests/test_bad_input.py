@@ -126,7 +126,7 @@ def test_non_string_content_blocks(tiny) -> None:
     new = out[1].content
     assert len(new) == len(content)
     for k, block in enumerate(content):
-        if isinstance(block, dict) and block.get("type") != "text" or block == {"type": "text", "text": None}:
+        if (isinstance(block, dict) and block.get("type") != "text") or block == {"type": "text", "text": None}:
             assert new[k] == block
     assert len(new[2]) < len(LONG) and len(new[-1]["text"]) < len(LONG)
 

@@ -91,9 +91,7 @@ def test_plain_question(chat: LocalChatModel) -> None:
     assert isinstance(answer, AIMessage) and "Paris" in answer.text
     assert answer.tool_calls == []
     usage = answer.usage_metadata
-    assert usage is not None and usage["input_tokens"] == chat.get_num_tokens_from_messages(
-        [HumanMessage(QUESTION)]
-    )
+    assert usage is not None and usage["input_tokens"] == chat.get_num_tokens_from_messages([HumanMessage(QUESTION)])
     assert 0 < usage["output_tokens"] <= 24
     meta = answer.response_metadata
     assert meta["model_name"] == "qwen2.5-coder-0.5b" and meta["finish_reason"] == "stop"
@@ -122,9 +120,7 @@ def test_token_count_is_the_rendered_prompt(chat: LocalChatModel) -> None:
         {"role": "tool", "content": "debug: true"},
     ]
     schema = [convert_to_openai_tool(read_file)]
-    ids = tok.apply_chat_template(
-        hf, tools=schema, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+    ids = tok.apply_chat_template(hf, tools=schema, add_generation_prompt=True, tokenize=True, return_dict=False)
     assert chat.get_num_tokens_from_messages(history, tools=[read_file]) == len(ids)
     prompt = chat.render_prompt(history, tools=[read_file])
     assert '<tool_call>\n{"name": "read_file", "arguments": {"path": "config.yaml"}}' in prompt

@@ -130,9 +130,11 @@ def test_chain_with_prompt_template_and_target(smol, transcript):
 
 async def test_chain_async(smol, transcript):
     target = RecordingChat()
-    chain = ChatPromptTemplate.from_messages([MessagesPlaceholder("history")]) | SpecPrefillCompressor(
-        draft=smol, keep_ratio=0.3
-    ) | target
+    chain = (
+        ChatPromptTemplate.from_messages([MessagesPlaceholder("history")])
+        | SpecPrefillCompressor(draft=smol, keep_ratio=0.3)
+        | target
+    )
     reply = await chain.ainvoke({"history": transcript})
     assert reply.content.startswith("read ")
 

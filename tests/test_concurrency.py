@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
 
 THREADS, STEPS = 8, 20
-WORDS = "alpha beta gamma delta error warning retry timeout config value key user id token cache".split()
+WORDS = "alpha beta gamma delta error warning retry timeout config value key user id token cache".split()  # noqa: SIM905
 
 
 def step_messages(tid: int, step: int) -> list[BaseMessage]:
@@ -139,11 +139,11 @@ def test_deterministic_across_runs_and_thread_counts(smol) -> None:
     selection must not flip on it."""
     from transcripts import agent_transcript
 
-    msgs = agent_transcript(2500)
+    msgs = agent_transcript(1500)
     old = torch.get_num_threads()
     outputs = []
     try:
-        for threads in (1, 1, 2, 2):
+        for threads in (1, 2, 2):
             torch.set_num_threads(threads)
             comp = SpecPrefillCompressor(draft=smol, keep_ratio=0.3, policy=PolicyConfig(min_compressible_tokens=0))
             outputs.append(comp.compress(msgs).messages)

@@ -40,11 +40,36 @@ KEEP_RATIOS = (0.1, 0.3, 0.7)
 # Pieces chosen to break naive code: every grapheme here spans several code points (and usually
 # several byte-level BPE tokens), or reads right to left, or is structured text.
 TRICKY = [
-    "漢字", "日本語のテキストです", "中文测试", "한국어", "\u1100\u1161\u11a8",  # CJK, Hangul jamo
-    "😀", "👍🏽", "👨\u200d👩\u200d👧\u200d👦", "🏳️\u200d🌈", "🇺🇸", "🇯🇵🇫🇷", "1️⃣", "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
-    "e\u0301", "a\u0308\u0323", "n\u0303o", "नमस्ते", "ที่นี่", "Z\u0351\u0352\u0353",  # combining marks
-    "שלום עולם", "مرحبا بالعالم", "\u200fRTL\u200e", "\u202eevil\u202c",  # RTL and bidi controls
-    "\r\n", "\t", "\u00a0", "\u2028", "\x00", "…", "...",
+    "漢字",
+    "日本語のテキストです",
+    "中文测试",
+    "한국어",
+    "\u1100\u1161\u11a8",  # CJK, Hangul jamo
+    "😀",
+    "👍🏽",
+    "👨\u200d👩\u200d👧\u200d👦",
+    "🏳️\u200d🌈",
+    "🇺🇸",
+    "🇯🇵🇫🇷",
+    "1️⃣",  # ZWJ, flags, keycap
+    "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # a tag-sequence flag
+    "e\u0301",
+    "a\u0308\u0323",
+    "n\u0303o",
+    "नमस्ते",
+    "ที่นี่",
+    "Z\u0351\u0352\u0353",  # combining marks
+    "שלום עולם",
+    "مرحبا بالعالم",
+    "\u200fRTL\u200e",
+    "\u202eevil\u202c",  # RTL and bidi controls
+    "\r\n",
+    "\t",
+    "\u00a0",
+    "\u2028",
+    "\x00",
+    "…",
+    "...",
 ]
 WORDS = ["the", "key", "is", "kiwi-4417", "error", "E404", "return", "None", "self", "value", "=", "{", "}", "->"]
 CODE = [
@@ -116,13 +141,20 @@ def histories(draw: st.DrawFn) -> list[BaseMessage]:
             for _ in range(k):
                 n += 1
                 args = draw(st.dictionaries(st.sampled_from(["path", "q", "n"]), texts(3), max_size=2))
-                calls.append({"name": draw(st.sampled_from(["read_file", "search", "run"])), "args": args,
-                              "id": f"call_{n}", "type": "tool_call"})
+                calls.append(
+                    {
+                        "name": draw(st.sampled_from(["read_file", "search", "run"])),
+                        "args": args,
+                        "id": f"call_{n}",
+                        "type": "tool_call",
+                    }
+                )
             out.append(AIMessage(draw(contents()), tool_calls=calls, id=mid()))
             for call in draw(st.permutations(calls)):
                 status = draw(st.sampled_from(["success", "error"]))
-                out.append(ToolMessage(draw(contents()), tool_call_id=call["id"], name=call["name"],
-                                       status=status, id=mid()))
+                out.append(
+                    ToolMessage(draw(contents()), tool_call_id=call["id"], name=call["name"], status=status, id=mid())
+                )
         else:
             text = draw(texts())
             if draw(st.booleans()):
@@ -203,8 +235,18 @@ def check_invariants(
     for i, (a, b) in enumerate(zip(inp, out, strict=True)):
         where = f"message {i} ({type(a).__name__})"
         assert type(b) is type(a), f"{where}: type became {type(b).__name__}"
-        for attr in ("id", "name", "tool_call_id", "tool_calls", "invalid_tool_calls", "status", "artifact",
-                     "role", "additional_kwargs", "response_metadata"):
+        for attr in (
+            "id",
+            "name",
+            "tool_call_id",
+            "tool_calls",
+            "invalid_tool_calls",
+            "status",
+            "artifact",
+            "role",
+            "additional_kwargs",
+            "response_metadata",
+        ):
             assert getattr(a, attr, None) == getattr(b, attr, None), f"{where}: {attr} changed"
         if _protected(inp, i):
             assert b == a and b.content == a.content and type(b.content) is type(a.content), f"{where} changed"
@@ -299,8 +341,10 @@ def test_invariants_smollm2(smol, one_thread, history: list[BaseMessage], kr: fl
 def test_hand_written_tricky_history(tiny_compressors) -> None:
     """Every tricky piece in one tool output, parallel calls answered out of order: all invariants hold."""
     blob = " ".join(TRICKY * 6) + "\n" + "\n".join(CODE * 3)
-    calls = [{"name": "read", "args": {"p": "a"}, "id": "c1", "type": "tool_call"},
-             {"name": "grep", "args": {"q": "漢字"}, "id": "c2", "type": "tool_call"}]
+    calls = [
+        {"name": "read", "args": {"p": "a"}, "id": "c1", "type": "tool_call"},
+        {"name": "grep", "args": {"q": "漢字"}, "id": "c2", "type": "tool_call"},
+    ]
     history = [
         SystemMessage("system 👍🏽"),
         HumanMessage([{"type": "text", "text": blob}, {"type": "image", "url": "https://example.com/a.png"}]),
@@ -314,8 +358,22 @@ def test_hand_written_tricky_history(tiny_compressors) -> None:
         assert not result.stats.passthrough
 
 
-DENSE = ["각", "\u1100\u1161\u11a8", "👍🏽", "🇺🇸", "🇯🇵🇫🇷", "1️⃣", "x\u20e3", "नमस्ते", "कि", "a\r\nb", "👩🏽\u200d💻",
-         "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f", "e\u0301", "👨\u200d👩\u200d👧\u200d👦"]
+DENSE = [
+    "각",
+    "\u1100\u1161\u11a8",
+    "👍🏽",
+    "🇺🇸",
+    "🇯🇵🇫🇷",
+    "1️⃣",
+    "x\u20e3",
+    "नमस्ते",
+    "कि",
+    "a\r\nb",
+    "👩🏽\u200d💻",
+    "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    "e\u0301",
+    "👨\u200d👩\u200d👧\u200d👦",
+]
 
 
 @pytest.mark.parametrize("grapheme", DENSE, ids=[f"g{i}" for i in range(len(DENSE))])

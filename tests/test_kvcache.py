@@ -88,9 +88,9 @@ def test_key_replaces_the_threads_older_entry_and_extensions_supersede():
     store.put([1, 2, 3, 4, 5], snap(5), key="a")
     assert len(store) == 1
     store.put([9, 9], snap(2), key="b")
-    got, n = store.lookup([9, 9, 1], key="b")
+    _got, n = store.lookup([9, 9, 1], key="b")
     assert n == 2
-    got, n = store.lookup([1, 2, 3, 4, 5, 6], key="a")
+    _got, n = store.lookup([1, 2, 3, 4, 5, 6], key="a")
     assert n == 5
 
 
@@ -119,7 +119,7 @@ def test_thread_safety_many_writers():
             for i in range(50):
                 ids = [t, i, *range(6)]
                 store.put(ids, snap(8), key=f"t{t}")
-                got, n = store.lookup(ids, key=f"t{t}")
+                _got, n = store.lookup(ids, key=f"t{t}")
                 assert n in (0, 8)
         except Exception as e:  # pragma: no cover - reported below
             errors.append(e)

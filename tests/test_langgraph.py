@@ -6,6 +6,7 @@ scripted fake (tests/agents.py) so that a whole loop costs only the draft's work
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -34,7 +35,7 @@ def check_loop(model: PlannedChatModel, events: list[dict[str, Any]], history: l
     compressed = events[1:]
     assert not any(e["passthrough"] for e in compressed), [e["reason"] for e in compressed]
     assert compressed[0]["reused_tokens"] == 0  # the first compressed step pays for its prefix
-    for prev, cur in zip(compressed, compressed[1:], strict=False):
+    for prev, cur in itertools.pairwise(compressed):
         # The draft pays only for what is new: the previous step's whole prefix comes from the cache.
         assert cur["reused_tokens"] >= 0.9 * (prev["reused_tokens"] + prev["prefilled_tokens"])
         assert cur["reused_tokens"] / (cur["reused_tokens"] + cur["prefilled_tokens"]) >= 0.9

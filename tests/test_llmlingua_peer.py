@@ -138,9 +138,7 @@ def _prefix_counter() -> Any:
 
 
 @pytest.mark.real
-@pytest.mark.parametrize(
-    "text", ["    def f(x):\n        return x", "\n\nleading blank lines", "plain words"]
-)
+@pytest.mark.parametrize("text", ["    def f(x):\n        return x", "\n\nleading blank lines", "plain words"])
 def test_prefix_length_without_token_boundary(text: str) -> None:
     count, tok = _prefix_counter()
     prefix = QUESTION + "\n\n"
@@ -166,8 +164,7 @@ def results() -> Iterator[dict[str, tuple[list[BaseMessage], list[BaseMessage]]]
         mp.setattr(socket.socket, "connect", no_network)
         mp.setattr(socket.socket, "connect_ex", no_network)
         out = {
-            v: (msgs, LLMLinguaMethod(variant=v).compress(msgs, 0.3, QUESTION))
-            for v in ("llmlingua", "longllmlingua")
+            v: (msgs, LLMLinguaMethod(variant=v).compress(msgs, 0.3, QUESTION)) for v in ("llmlingua", "longllmlingua")
         }
     assert msgs == snapshot, "input messages were mutated"
     yield out

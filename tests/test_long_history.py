@@ -2,7 +2,8 @@
 
 The tiny draft gets a 512-token context (on its own ``DraftModel`` instance, so the shared fixture is
 untouched) and reads 2-3x that; the real SmolLM2 does the same with a 1,024-token context and must
-keep a needle. ``scripts/long_history.py`` runs a ~20k-token history through the full 8k context.
+keep a needle. ``scripts/long_history.py`` runs a ~20k-token history through the full 8k context (3 windows); at
+~7 minutes on a shared 2-core CPU it is too slow for a test, even one marked slow.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from test_invariants import check_invariants
 from transcripts import NEEDLE, QUESTION, agent_transcript, pydoc_page, stdlib_source
 
 from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
-
 
 SOURCES = ("argparse", "functools", "collections", "dataclasses", "textwrap", "json.encoder")
 
@@ -38,8 +38,10 @@ def long_transcript(chars: int = 80_000) -> list[BaseMessage]:
         else:
             body = stdlib_source(mod, per)
         call = {"name": "read_file", "args": {"path": mod}, "id": f"call_{i}", "type": "tool_call"}
-        msgs += [AIMessage("", tool_calls=[call], id=f"ai-{i}"),
-                 ToolMessage(body, tool_call_id=f"call_{i}", name="read_file", id=f"tool-{i}")]
+        msgs += [
+            AIMessage("", tool_calls=[call], id=f"ai-{i}"),
+            ToolMessage(body, tool_call_id=f"call_{i}", name="read_file", id=f"tool-{i}"),
+        ]
     msgs.append(HumanMessage(QUESTION, id="human-q"))
     return msgs
 
@@ -129,15 +131,3 @@ def test_windows_smollm2_keep_needle(smol) -> None:
     assert result.stats.windows >= 2, result.stats
     kept = "\n".join(m.text for m in result.messages)
     assert NEEDLE in kept, f"needle lost ({time.perf_counter() - t0:.1f}s, {result.stats})"
-
-
-@pytest.mark.real
-@pytest.mark.slow
-def test_20k_tokens_smollm2(smol) -> None:
-    """~20k tokens through the real 8k context (3 windows): invariants hold and the needle survives."""
-    msgs = long_transcript()
-    before = copy.deepcopy(msgs)
-    result = make(smol).compress(msgs)
-    check_invariants(before, msgs, result)
-    assert result.stats.windows >= 3 and result.stats.draft_tokens_in > 15000
-    assert NEEDLE in "\n".join(m.text for m in result.messages)

@@ -191,9 +191,7 @@ def test_local_paths(tmp_path: Path) -> None:
         models.resolve(other)
 
 
-def test_gguf_path_is_converted_by_content(
-    tmp_path: Path, temp_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gguf_path_is_converted_by_content(tmp_path: Path, temp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gguf = tmp_path / "my model.gguf"
     gguf.write_bytes(b"GGUF not really a model")
     calls: list[Path] = []
@@ -253,9 +251,7 @@ def test_converted_logits_match_the_gguf(smollm2_dir: Path) -> None:
     converted = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32)
     assert converted.config.model_type == "llama"
 
-    gguf_tokenizer = AutoTokenizer.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, local_files_only=True
-    )
+    gguf_tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     assert gguf_tokenizer(text, return_tensors="pt").input_ids.tolist() == ids.tolist()
     direct = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent),

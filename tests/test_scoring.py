@@ -99,9 +99,7 @@ def test_low_precision_inputs_give_float32() -> None:
     k = torch.randn(1, 6, 8, generator=g).bfloat16()
     out = attention_probs(q, k, torch.tensor([5, 5]), scale=0.5, n_context=6)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(
-        out.double(), _manual_probs(q.float(), k.float(), torch.tensor([5, 5]), 0.5, 6)
-    )
+    torch.testing.assert_close(out.double(), _manual_probs(q.float(), k.float(), torch.tensor([5, 5]), 0.5, 6))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from transcripts import agent_transcript
 
 from specprefill_langchain import PolicyConfig, ScoringConfig
 from specprefill_langchain.transcript import (
@@ -16,8 +17,6 @@ from specprefill_langchain.transcript import (
     chat_format,
     is_compressible,
 )
-
-from transcripts import agent_transcript
 
 
 def test_ids_of_step_n_are_a_prefix_of_step_n_plus_1(smol):
@@ -42,7 +41,15 @@ def test_default_policy():
     assert flags == [False, True, True, True, True, True, True, True, False]
     only_tools = PolicyConfig(roles={"tool"})
     assert [is_compressible(msgs, i, only_tools) for i in range(len(msgs))] == [
-        False, False, False, True, False, True, False, True, False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+        True,
+        False,
     ]
     skip = PolicyConfig(roles={"tool"}, skip_tools={"pydoc"})
     assert not is_compressible(msgs, 5, skip) and is_compressible(msgs, 3, skip)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from specprefill_langchain.bench import accuracy, agent_step, latency, options
 from specprefill_langchain.bench.peers import (
     FullPrompt,
     KeepLast,
@@ -91,6 +93,10 @@ def cmd_fidelity(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "tokens": args.tokens,
         "seed": args.seed,
     }
+    if args.accuracy:
+        from specprefill_langchain.bench.run_all import _spread
+
+        result["accuracy"] = accuracy.run_args(args, "accuracy-", tasks=_spread(tasks, args.accuracy_tasks))
     if args.plots:
         from specprefill_langchain.bench.plots import plot_fidelity
 
@@ -98,54 +104,83 @@ def cmd_fidelity(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     return (0 if result["results"] else 1), result
 
 
-def cmd_kv_reuse(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+def cmd_kv_reuse(args: argparse.Namespace, prefix: str = "") -> tuple[int, dict[str, Any]]:
     try:
         from specprefill_langchain.bench.kv_reuse import run_kv_reuse
     except ImportError as exc:
         return 2, {"error": f"kv-reuse benchmark unavailable: {exc}"}
+    get = functools.partial(options.get, args, prefix)
     result = run_kv_reuse(
-        draft=args.draft, history=args.history, append=args.append, repeats=args.repeats, dtype=args.dtype
+        draft=get("draft"), history=get("history"), append=get("append"), repeats=get("repeats"), dtype=get("dtype")
     )
     return 0, dict(result)
 
 
-def cmd_not_implemented(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    return 2, {"error": "not implemented yet"}
+def cmd_latency(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    from specprefill_langchain.bench import latency, plots
+
+    result = latency.run_args(args)
+    if args.plots:
+        result["plots"] = [str(p) for p in plots.plot_latency(result, args.plots)]
+    return (0 if result["results"] else 1), result
+
+
+def cmd_agent_step(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    from specprefill_langchain.bench import agent_step, plots
+
+    result = agent_step.run_args(args)
+    if args.plots:
+        result["plots"] = [str(p) for p in plots.plot_agent_step(result, args.plots)]
+    return 0, result
+
+
+def cmd_accuracy(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    from specprefill_langchain.bench import accuracy
+
+    result = accuracy.run_args(args)
+    return (0 if result["results"] else 1), result
 
 
 def cmd_all(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    out: dict[str, Any] = {}
-    codes = []
-    for key, command in (
-        ("fidelity", cmd_fidelity),
-        ("latency", cmd_not_implemented),
-        ("agent_step", cmd_not_implemented),
-        ("kv_reuse", cmd_kv_reuse),
-    ):
-        code, out[key] = command(args)
-        codes.append(code)
-    # Stubs that are not written yet do not fail the run; a real failure does.
-    return (0 if codes[0] == 0 else 1), out
+    from specprefill_langchain.bench.run_all import run_all
+
+    return run_all(args, args.command_line, functools.partial(cmd_kv_reuse, prefix="kv-"))
 
 
-def _add_fidelity(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--methods", type=_csv(str, METHODS), default=["ours", "full", "keep-last-tokens", "random"]
+def _add_fidelity(p: argparse.ArgumentParser, in_all: bool = False) -> None:
+    # `all` adds keep-last (trim_messages) and uses fewer tasks per kind to stay within ~40 minutes.
+    methods = (
+        ["ours", "full", "keep-last", "keep-last-tokens", "random"]
+        if in_all
+        else ["ours", "full", "keep-last-tokens", "random"]
     )
+    p.add_argument("--methods", type=_csv(str, METHODS), default=methods)
     p.add_argument("--drafts", type=_csv(str), default=["smollm2-135m"])
     p.add_argument("--keep-ratios", type=_ratios, default=[0.1, 0.2, 0.3, 0.5])
     p.add_argument("--kinds", type=_csv(str, KINDS), default=None, help=f"default: all of {','.join(KINDS)}")
-    p.add_argument("--n-per-kind", type=int, default=4)
+    p.add_argument("--n-per-kind", type=int, default=2 if in_all else 4)
     p.add_argument("--tokens", type=int, default=4000, help="approximate size of each transcript")
     p.add_argument("--seed", type=int, default=0)
+    if not in_all:
+        p.add_argument("--accuracy", action="store_true", help="also ask the target (see the accuracy command)")
+        p.add_argument("--accuracy-tasks", type=int, default=8, help="fidelity tasks asked to the target")
+        accuracy.add_args(p, "accuracy-", with_tasks=False)
 
 
-def _add_kv_reuse(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--draft", default="smollm2-135m")
-    p.add_argument("--history", type=int, default=8192)
-    p.add_argument("--append", type=int, default=512)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+def _add_kv_reuse(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    options.add(p, prefix, "draft", default="smollm2-135m")
+    options.add(p, prefix, "history", type=int, default=8192)
+    options.add(p, prefix, "append", type=int, default=512)
+    options.add(p, prefix, "repeats", type=int, default=3)
+    options.add(p, prefix, "dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
+
+def _add_all(p: argparse.ArgumentParser) -> None:
+    from specprefill_langchain.bench import run_all  # lazy: run_all imports this module back
+
+    _add_fidelity(p, in_all=True)
+    _add_kv_reuse(p, "kv-")
+    run_all.add_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,10 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, Command, str, list[Callable[[argparse.ArgumentParser], None]]]] = [
         ("fidelity", cmd_fidelity, "evidence retention vs keep ratio", [_add_fidelity]),
-        ("latency", cmd_not_implemented, "draft and target prefill latency", []),
-        ("agent-step", cmd_not_implemented, "per-step cost in an agent loop", []),
+        ("latency", cmd_latency, "compression seconds per method at equal keep", [latency.add_args]),
+        ("agent-step", cmd_agent_step, "time to first token per agent step", [agent_step.add_args]),
+        ("accuracy", cmd_accuracy, "target answer accuracy, full vs compressed", [accuracy.add_args]),
         ("kv-reuse", cmd_kv_reuse, "incremental prefill through the draft's KV cache", [_add_kv_reuse]),
-        ("all", cmd_all, "every benchmark above", [_add_fidelity, _add_kv_reuse]),
+        ("all", cmd_all, "every benchmark above, results.json, plots, RESULTS.md", [_add_all]),
     ]
     for name, command, help_text, adders in commands:
         p = sub.add_parser(name, parents=[common], help=help_text)
@@ -184,6 +220,9 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from specprefill_langchain.bench.run_all import command_line
+
+    args.command_line = command_line(argv)
     # Model libraries sometimes print; keep stdout for the one JSON object.
     with contextlib.redirect_stdout(sys.stderr):
         code, result = args.run(args)

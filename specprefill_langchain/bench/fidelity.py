@@ -30,9 +30,7 @@ def _setup(method: Method) -> str | None:
     return None
 
 
-def _rows(
-    name: str, draft: str | None, ratio: float, scores: dict[str, list[tuple[float, ...]]]
-) -> list[dict]:
+def _rows(name: str, draft: str | None, ratio: float, scores: dict[str, list[tuple[float, ...]]]) -> list[dict]:
     rows = []
     everything = [s for kind_scores in scores.values() for s in kind_scores]
     for kind, values in [*sorted(scores.items()), ("overall", everything)]:

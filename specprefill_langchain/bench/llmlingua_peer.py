@@ -150,9 +150,7 @@ class _LegacyCacheModel:
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         pairs = [(k, v) for k, v, *_ in past_key_values or ()]
         cache = DynamicCache(ddp_cache_data=pairs) if pairs else DynamicCache()
-        out = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, **kwargs
-        )
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, cache=cache, use_cache=True, **kwargs)
         legacy = [(layer.keys, layer.values) for layer in out.cache.layers]
         return _LegacyOutput(logits=out.logits, past_key_values=legacy)
 

@@ -21,9 +21,7 @@ from specprefill_langchain.bench.metrics import GAP, content_text
 class Method(Protocol):
     name: str
 
-    def compress(
-        self, messages: list[BaseMessage], keep_ratio: float, question: str
-    ) -> list[BaseMessage]: ...
+    def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]: ...
 
 
 def _check_ratio(keep_ratio: float) -> None:
@@ -43,9 +41,7 @@ def map_tool_text(messages: list[BaseMessage], fn: Callable[[str, int], str]) ->
         else:
             # Only text blocks are compressible; images and other blocks pass through untouched.
             blocks: list[Any] = [
-                {**b, "text": fn(str(b.get("text", "")), i)}
-                if isinstance(b, dict) and b.get("type") == "text"
-                else b
+                {**b, "text": fn(str(b.get("text", "")), i)} if isinstance(b, dict) and b.get("type") == "text" else b
                 for b in m.content
             ]
             out.append(m.model_copy(update={"content": blocks}))
@@ -188,8 +184,13 @@ class OursMethod:
         if key not in self._compressors:
             if not hasattr(self, "_compressor_type"):
                 self.setup()
+            from specprefill_langchain import PrefixCache
+
+            # One KV store for every ratio: the same transcript at another ratio re-reads nothing.
+            if not hasattr(self, "_store"):
+                self._store = PrefixCache()
             self._compressors[key] = self._compressor_type(
-                draft=self.draft, keep_ratio=keep_ratio, **self.config
+                draft=self.draft, keep_ratio=keep_ratio, cache=self._store, **self.config
             )
         return self._compressors[key]
 

@@ -91,9 +91,7 @@ _ASK = {
 }
 
 
-def _table_round(
-    rng: random.Random, budget: int, depth: float
-) -> tuple[sources.Table, dict[str, object], Round]:
+def _table_round(rng: random.Random, budget: int, depth: float) -> tuple[sources.Table, dict[str, object], Round]:
     tab = sources.table(rng.choice(sorted(sources.TABLES)))
     lines = [sources.record_line(r) + "," for r in tab.records]
     target = rng.randrange(len(lines))

@@ -105,9 +105,7 @@ def list_dir_round(budget: int, rng: random.Random) -> Round:
     return Round("list_dir", {"path": sources.display_path(rel)}, text)
 
 
-def filler_rounds(
-    n: int, budget: int, rng: random.Random, avoid_files: frozenset[str] = frozenset()
-) -> list[Round]:
+def filler_rounds(n: int, budget: int, rng: random.Random, avoid_files: frozenset[str] = frozenset()) -> list[Round]:
     """``n`` distractor rounds of real text, about ``budget`` chars in all."""
     files = [f for f in sources.stdlib_files() if f not in avoid_files]
     rounds: list[Round] = []
@@ -164,9 +162,7 @@ def build_messages(
         text = _AI_TEXT[rnd.tool].format(**rnd.args) if rng.random() < 0.6 else ""
         call = {"name": rnd.tool, "args": rnd.args, "id": call_id, "type": "tool_call"}
         msgs.append(AIMessage(text, tool_calls=[call], id=f"{task_id}-m{len(msgs)}"))
-        msgs.append(
-            ToolMessage(rnd.output, tool_call_id=call_id, name=rnd.tool, id=f"{task_id}-m{len(msgs)}")
-        )
+        msgs.append(ToolMessage(rnd.output, tool_call_id=call_id, name=rnd.tool, id=f"{task_id}-m{len(msgs)}"))
     msgs.append(HumanMessage(question, id=f"{task_id}-m{len(msgs)}"))
     return msgs
 

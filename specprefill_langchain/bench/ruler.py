@@ -71,14 +71,11 @@ def multikey(rng: random.Random, budget: int, depth: float) -> TaskParts:
     n_keys = 4 + budget // 8000  # more distractors in longer haystacks, as RULER scales them
     keys = rng.sample([f"{a}-{b}" for a in _ADJ for b in _NOUN], n_keys)
     values = rng.sample(range(1_000_000, 10_000_000), n_keys)
-    sentences = [
-        f"One of the special magic numbers for {k} is: {v}." for k, v in zip(keys, values, strict=True)
-    ]
+    sentences = [f"One of the special magic numbers for {k} is: {v}." for k, v in zip(keys, values, strict=True)]
     needles = [(depth, sentences[0])] + [(rng.random(), s) for s in sentences[1:]]
     return TaskParts(
         request="The memo in shared/memo/ lists special magic numbers. Read it.",
-        question=f"What is the special magic number for {keys[0]} mentioned in the memo? "
-        "Reply with the number.",
+        question=f"What is the special magic number for {keys[0]} mentioned in the memo? Reply with the number.",
         answer=str(values[0]),
         evidence=(sentences[0],),
         rounds=_rounds(rng, _haystack(budget, needles)),

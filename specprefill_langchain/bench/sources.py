@@ -150,9 +150,7 @@ def _http() -> Table:
 
 def _errno() -> Table:
     names = sorted(n for n in dir(errno) if n.startswith("E") and isinstance(getattr(errno, n), int))
-    rows = tuple(
-        {"name": n, "code": getattr(errno, n), "message": os.strerror(getattr(errno, n))} for n in names
-    )
+    rows = tuple({"name": n, "code": getattr(errno, n), "message": os.strerror(getattr(errno, n))} for n in names)
     return Table("errno", "https://status.internal/api/v1/errno", "name", "code", rows)
 
 

@@ -87,9 +87,7 @@ def make_task(kind: str, index: int, n_per_kind: int, target_tokens: int, seed: 
 
 def _problem(parts: TaskParts, messages: list[BaseMessage]) -> str | None:
     """Why a draw is unusable: every evidence string must occur once, in a tool output, on one line."""
-    tools = "\n\n".join(
-        m.content for m in messages if isinstance(m, ToolMessage) and isinstance(m.content, str)
-    )
+    tools = "\n\n".join(m.content for m in messages if isinstance(m, ToolMessage) and isinstance(m.content, str))
     everything = message_text(messages)
     for ev in parts.evidence:
         if "\n" in ev or len(ev) > _MAX_EVIDENCE_CHARS:

@@ -1,0 +1,156 @@
+"""``docs/RESULTS.md`` from the JSON of ``bench all``: tables, the exact command, the machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, cores, RAM and library versions: what a reader needs to compare numbers."""
+    import torch
+    import transformers
+
+    cpu, ram_gb = platform.processor() or "unknown", None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram_gb = round(int(line.split()[1]) / 1024**2, 1)
+                break
+    except OSError:
+        pass  # not Linux: keep what platform gives
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_gb": ram_gb,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else "–" if v is None else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['method']} [{row['draft']}]" if row.get("draft") else str(row["method"])
+
+
+def _fidelity(res: dict[str, Any], title: str) -> list[str]:
+    rows = [r for r in res.get("results", []) if r["task"] == "overall"]
+    if not rows:
+        return []
+    ratios = sorted({r["keep_ratio"] for r in rows})
+    grid: dict[str, dict[float, float]] = {}
+    for r in rows:
+        grid.setdefault(_label(r), {})[r["keep_ratio"]] = r["retention"]
+    body = [[m, *(grid[m].get(k) for k in ratios)] for m in grid]
+    n = rows[0]["n"]
+    out = [f"## {title}", "", f"Evidence retention (all evidence kept verbatim), {n} tasks.", ""]
+    return [*out, *_table(["method", *(f"keep {k}" for k in ratios)], body), *_skipped(res), ""]
+
+
+def _skipped(res: dict[str, Any]) -> list[str]:
+    return (
+        ["", *(f"- skipped {s.get('method') or s.get('target')}: {s['reason']}" for s in res["skipped"])]
+        if res.get("skipped")
+        else []
+    )
+
+
+def _accuracy(res: dict[str, Any]) -> list[str]:
+    rows = [
+        [r["target"], _label(r), r["keep_ratio"], r["n"], r["accuracy_full"], r["accuracy_compressed"], r["ratio"]]
+        for r in res.get("results", [])
+    ]
+    head = ["target", "method", "keep", "n", "acc. full", "acc. compressed", "ratio"]
+    return ["## Target answer accuracy", "", *_table(head, rows), *_skipped(res), ""]
+
+
+def _latency(res: dict[str, Any]) -> list[str]:
+    rows = [[_label(r), r["seconds_median"], r["n"]] for r in res.get("results", [])]
+    intro = f"~{res['tokens']} tokens per transcript, keep {res['keep_ratio']}; {res['note']}."
+    return ["## Compression latency", "", intro, "", *_table(["method", "median s", "n"], rows), *_skipped(res), ""]
+
+
+def _agent(res: dict[str, Any]) -> list[str]:
+    total = res["sum_over_steps"]
+    head = ["aggregate", "full TTFT s", "compressed s (reuse)", "compressed s (no reuse)", "speed-up reuse", "no reuse"]
+    rows = [
+        ["last step", res["full_ttft_s"], res["compressed_ttft_s_with_reuse"],
+         res["compressed_ttft_s_without_reuse"], res["speedup_with_reuse"], res["speedup_without_reuse"]],
+        ["sum over steps", total["full_ttft_s"], total["compressed_ttft_s_with_reuse"],
+         total["compressed_ttft_s_without_reuse"], total["speedup_with_reuse"], total["speedup_without_reuse"]],
+    ]  # fmt: skip
+    steps = [
+        [r["step"], r["history_draft_tokens"], r["target_tokens_full"], r["target_tokens_compressed"],
+         r["full_ttft_s"], r["draft_s_with_reuse"], r["draft_s_without_reuse"], r["reused_tokens"],
+         r["target_ttft_compressed_s"]]
+        for r in res["per_step"]
+    ]  # fmt: skip
+    intro = (
+        f"{res['steps']} steps up to {res['history_tokens']} draft tokens, keep {res['keep_ratio']}, draft "
+        f"{res['draft']} ({res['dtype']}), target {res['target']} ({res['target_dtype']}); peak RSS "
+        f"{res['peak_rss_mb']} MB. KV reuse saves {res['reuse_saving_fraction']:.0%} of the compressed "
+        "step's time at the last step."
+    )
+    step_head = ["step", "draft tok", "target tok full", "target tok compr.", "full TTFT s", "draft s reuse",
+                 "draft s no reuse", "reused tok", "target TTFT compr. s"]  # fmt: skip
+    return ["## Agent step: time to first token", "", intro, "", *_table(head, rows), "",
+            *_table(step_head, steps), ""]  # fmt: skip
+
+
+def _kv(res: dict[str, Any]) -> list[str]:
+    keys = ["history_tokens", "append_tokens", "scratch_s", "incremental_s", "speedup", "plain_prefill_s",
+            "scoring_overhead", "max_abs_score_diff"]  # fmt: skip
+    return ["## Draft KV reuse", "", *_table(keys, [[res.get(k) for k in keys]]), ""]
+
+
+def render(results: dict[str, Any], command: str, base: Path | None = None) -> str:
+    lines = ["# Benchmark results", "", "Generated by `specprefill_langchain.bench all`. Command:", "",
+             f"```\n{command}\n```", ""]  # fmt: skip
+    m = results.get("machine") or machine()
+    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
+    sections = [
+        ("fidelity", lambda r: _fidelity(r, "Fidelity")),
+        ("fidelity_peers", lambda r: _fidelity(r, "Fidelity against LLMLingua (subset)")),
+        ("fidelity_drafts", lambda r: _fidelity(r, "Fidelity with other drafts")),
+        ("accuracy", _accuracy),
+        ("latency", _latency),
+        ("agent_step", _agent),
+        ("kv_reuse", _kv),
+    ]
+    for key, fn in sections:
+        res = results.get(key)
+        if isinstance(res, dict) and "error" in res:
+            lines += [f"## {key}", "", f"failed: {res['error']}", ""]
+        elif isinstance(res, dict):
+            lines += fn(res)
+    plots = results.get("plots") or []
+    lines += (
+        ["## Plots", "", *(f"![{Path(p).stem}]({os.path.relpath(p, base or Path.cwd())})" for p in plots), ""]
+        if plots
+        else []
+    )
+    return "\n".join(lines)
+
+
+def write_report(results: dict[str, Any], path: str | Path, command: str) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results, command, out.parent))
+    return out
