@@ -129,8 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for view in explanation.messages:
             text = "".join(t if kept else f"[-{t}-]" for t, kept in view.pieces)
-            calls = getattr(messages[view.index], "tool_calls", None) or []
-            text += "".join(f"-> {c['name']}({c['args']})" for c in calls)  # never compressed
             tag = f"kept {view.kept_chars}/{view.total_chars} chars" if view.compressed else "unchanged"
             clip = text if len(text) <= 700 else text[:700] + f" ...[{len(text) - 700} more chars; --full]"
             print(f"--- [{view.index}] {view.role} ({tag})\n{clip}")
