@@ -33,7 +33,13 @@ class ScoringConfig:
         in the draft's cache.
     pool_kernel: width of the 1-D average pool along tokens (1 = no pooling; must be odd).
     layer_reduce / head_reduce: how layers and heads are combined; the reference takes the max.
-    query_reduce: how query steps are combined; the reference takes the mean.
+    query_reduce: how query steps are combined. The reference takes the mean; we take the max: a
+        question's few decisive tokens (an identifier, a service name) would otherwise be averaged
+        away by its many generic ones (measured: retention 0.75 -> 0.88 at keep 0.3).
+    hop_chunks: a second scoring pass restates the N best chunks of the first before the question,
+        so that their tokens query too and find what *they* point to (a note names a record, the
+        record never mentions the question). 0 = one pass. Costs one more short forward of the
+        tail (no prefill); skipped for histories longer than the draft's context.
     layers: ``"auto"`` scores with every full-attention layer (sliding-window layers of models such
         as Gemma 3 only see a few hundred keys, so they are left out); ``"all"`` uses every layer
         whose cache holds all keys (the same thing for most models).
@@ -45,7 +51,8 @@ class ScoringConfig:
     pool_kernel: int = 13
     layer_reduce: Reduce = "max"
     head_reduce: Reduce = "max"
-    query_reduce: Reduce = "mean"
+    query_reduce: Reduce = "max"
+    hop_chunks: int = 3
     layers: Literal["auto", "all"] = "auto"
     max_question_tokens: int = 256
 
@@ -62,6 +69,10 @@ class ScoringConfig:
         _check(
             self.pool_kernel >= 1 and self.pool_kernel % 2 == 1,
             f"pool_kernel={self.pool_kernel} must be a positive odd number (1 turns pooling off; default 13).",
+        )
+        _check(
+            0 <= self.hop_chunks <= 32,
+            f"hop_chunks={self.hop_chunks} is out of range: use 0 (one pass) to 32 restated chunks (default 3).",
         )
         _check(
             self.max_question_tokens >= 1,

@@ -206,17 +206,23 @@ class DraftModel:
         store: PrefixCache | None = None,
         key: str | None = None,
         chunk: int = 512,
+        prefix_end: int | None = None,
     ) -> Importance:
         """Score every position of ``ids`` by the attention of the queries at ``query_start:``.
 
-        ``ids[:query_start]`` is the reusable prefix: it is looked up in (and written back to)
-        ``store``, so a transcript that only grew since the last call prefills only its new tokens.
-        The query tail and any look-ahead run on a throw-away cache object.
+        ``ids[:prefix_end]`` (default: up to ``query_start``) is the reusable prefix: it is looked up
+        in (and written back to) ``store``, so a transcript that only grew since the last call
+        prefills only its new tokens. Everything after it (tokens that are read but are no queries,
+        the queries, any look-ahead) runs on a throw-away cache object.
         """
         sc = scoring_config or ScoringConfig()
         n = len(ids)
         if not 0 < query_start < n:
             msg = f"query_start={query_start} must lie inside the {n} ids (at least one context token)."
+            raise ValueError(msg)
+        prefix_end = query_start if prefix_end is None else prefix_end
+        if not 0 < prefix_end <= query_start:
+            msg = f"prefix_end={prefix_end} must lie in [1, query_start={query_start}]."
             raise ValueError(msg)
         if n + sc.lookahead > self.context_length:
             msg = (
@@ -224,7 +230,7 @@ class DraftModel:
                 f"{self.context_length}: score the history in windows (the compressor does this)."
             )
             raise ValueError(msg)
-        prefix = list(ids[:query_start])
+        prefix = list(ids[:prefix_end])
         t0 = time.perf_counter()
         snap: Snapshot | None = None
         reused = 0
@@ -241,7 +247,7 @@ class DraftModel:
         rec = _Recorder(layers=layers)
         token = _RECORDER.set(rec)
         try:
-            tail = list(ids[query_start:])
+            tail = list(ids[prefix_end:])
             logits = self._forward(tail, cache, logits=sc.lookahead > 0)
             for _ in range(sc.lookahead):
                 nxt = int(torch.argmax(logits))
@@ -250,7 +256,7 @@ class DraftModel:
             _RECORDER.reset(token)
         captured = []
         for i in sorted(rec.queries):
-            q = torch.cat(rec.queries[i], dim=1)  # (H, tail + lookahead, D)
+            q = torch.cat(rec.queries[i], dim=1)[:, query_start - prefix_end :]  # (H, queries + lookahead, D)
             k = cache.layers[i].keys[0]  # (KVH, n + lookahead, D), post-RoPE
             captured.append((q, k, rec.scales[i]))
         # Every tail position is a query (the caller chose `query_start`), and so is every look-ahead step.
@@ -268,7 +274,7 @@ class DraftModel:
         return Importance(
             scores=scores.float().cpu(),
             reused_tokens=reused,
-            prefilled_tokens=query_start - reused,
+            prefilled_tokens=prefix_end - reused,
             prefill_s=t1 - t0,
             scoring_s=t2 - t1,
         )

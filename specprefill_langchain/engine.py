@@ -20,6 +20,7 @@ from . import scoring
 from .config import CompressorConfig
 from .draft import DraftModel
 from .kvcache import PrefixCache
+from .passes import Chunk, chunks_of, token_scores
 from .transcript import Transcript
 
 
@@ -74,72 +75,13 @@ class CompressionResult:
     kept: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # part index -> char spans
 
 
-@dataclass(frozen=True)
-class _Chunk:
-    part: int  # index into Transcript.parts
-    t0: int  # local token range within the part
-    t1: int
-    score: float
-
-
 def _count_target(target: Any, messages: Sequence[BaseMessage]) -> int | None:
     if target is None:
         return None
     return int(target.get_num_tokens_from_messages(list(messages)))
 
 
-def _token_scores(
-    t: Transcript,
-    draft: DraftModel,
-    store: PrefixCache | None,
-    cfg: CompressorConfig,
-    key: str | None,
-    stats: CompressionStats,
-) -> torch.Tensor:
-    """Importance of every transcript token; windows when the history exceeds the draft's context."""
-    sc = cfg.scoring
-    ids, query_start = t.scoring_sequence(sc)
-    limit = draft.context_length - sc.lookahead
-    if len(ids) <= limit:
-        imp = draft.importance(ids, query_start, scoring_config=sc, store=store, key=key, chunk=cfg.prefill_chunk)
-        stats.windows, stats.reused_tokens, stats.prefilled_tokens = 1, imp.reused_tokens, imp.prefilled_tokens
-        stats.prefill_s, stats.scoring_s = imp.prefill_s, imp.scoring_s
-        return imp.scores[: len(t.ids)]
-    # Longer than the draft can read: score fixed windows of the history, each followed by the
-    # restated question. Window k always covers the same ids, so earlier windows hit the cache on
-    # the next step and only the last one grows. Scores of different windows are max-of-softmax
-    # values, so they stay comparable enough for one global budget.
-    tail = t.restated_tail(sc)
-    size = limit - len(tail)
-    if size < 256:
-        msg = f"the question tail ({len(tail)} tokens) leaves no room in the draft's {limit}-token window."
-        raise ValueError(msg)
-    scores = torch.zeros(len(t.ids))
-    for k in range(math.ceil(len(t.ids) / size)):
-        seg = t.ids[k * size : (k + 1) * size]
-        wkey = None if key is None else f"{key}#window{k}"
-        imp = draft.importance(seg + tail, len(seg), scoring_config=sc, store=store, key=wkey, chunk=cfg.prefill_chunk)
-        scores[k * size : k * size + len(seg)] = imp.scores[: len(seg)]
-        stats.windows += 1
-        stats.reused_tokens += imp.reused_tokens
-        stats.prefilled_tokens += imp.prefilled_tokens
-        stats.prefill_s += imp.prefill_s
-        stats.scoring_s += imp.scoring_s
-    return scores
-
-
-def _chunks(t: Transcript, scores: torch.Tensor, chunk_tokens: int) -> list[_Chunk]:
-    out = []
-    for pi, part in enumerate(t.parts):
-        if not part.compressible or part.n_tokens == 0:
-            continue
-        spans = scoring.make_chunks(torch.tensor(part.breaks), chunk_tokens)
-        cs = scoring.chunk_scores(scores[part.start : part.end], spans)
-        out += [_Chunk(pi, a, b, float(s)) for (a, b), s in zip(spans, cs.tolist(), strict=True)]
-    return out
-
-
-def _select(t: Transcript, chunks: list[_Chunk], budget: int, neighbors: int) -> dict[int, list[tuple[int, int]]]:
+def _select(t: Transcript, chunks: list[Chunk], budget: int, neighbors: int) -> dict[int, list[tuple[int, int]]]:
     """Char spans to keep per compressible part, within ``budget`` draft tokens."""
     lengths = torch.tensor([c.t1 - c.t0 for c in chunks], dtype=torch.long)
     keep = scoring.select_chunks(torch.tensor([c.score for c in chunks]), lengths, budget)
@@ -240,8 +182,8 @@ def compress(
     ):
         return done(original, {}, "keep_ratio=1.0 and within budget")
 
-    scores = _token_scores(t, draft, store, cfg, key, stats)
-    chunks = _chunks(t, scores, cfg.selection.chunk_tokens)
+    scores = token_scores(t, draft, store, cfg, key, stats)
+    chunks = chunks_of(t, scores, cfg.selection.chunk_tokens)
     budget = round(cfg.keep_ratio * t.compressible_tokens)
     kept = _select(t, chunks, budget, cfg.selection.keep_neighbors)
     out = t.rebuild(kept, cfg.selection.gap_marker)
@@ -260,7 +202,7 @@ def compress(
     return done(out, kept, None)
 
 
-def _kept_tokens(t: Transcript, kept: dict[int, list[tuple[int, int]]], chunks: list[_Chunk]) -> int:
+def _kept_tokens(t: Transcript, kept: dict[int, list[tuple[int, int]]], chunks: list[Chunk]) -> int:
     """Draft tokens of the output: protected tokens plus those of the kept chunks."""
     spans = {(pi, a, b) for pi, ss in kept.items() for a, b in ss}
     n = sum(c.t1 - c.t0 for c in chunks if (c.part, *t.parts[c.part].char_span(c.t0, c.t1)) in spans)

@@ -102,19 +102,19 @@ def pool_tokens(x: Tensor, kernel: int) -> Tensor:
         raise ValueError(msg)
     if kernel == 1 or x.shape[-1] == 0:
         return x
-    # Window sums from a prefix sum: O(N) per row, and ~30x faster on CPU than avg_pool1d with
-    # count_include_pad=False. float64 keeps the differences of large prefix sums exact enough.
+    # avg_pool1d with zero padding is one fast native pass; only the `half` positions at each edge
+    # saw padding, and rescaling them by kernel/in-range-count turns their zero-padded mean into
+    # the mean of in-range neighbours. (A float32 prefix sum is faster still but loses the small
+    # scores to rounding; a float64 one and count_include_pad=False are 3x and 30x slower.)
     n, half = x.shape[-1], kernel // 2
-    prefix = F.pad(x.double().cumsum(-1), (1, 0))
+    xf = x if x.is_floating_point() else x.float()
+    out = F.avg_pool1d(xf.reshape(-1, 1, n), kernel, stride=1, padding=half, count_include_pad=True)
+    out = out.view(xf.shape)
     idx = torch.arange(n, device=x.device)
-    lo = (idx - half).clamp(min=0)
-    hi = (idx + half + 1).clamp(max=n)
-    out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
-    if n > 2 * half:  # the interior is two shifted slices (no gather)
-        out[..., half : n - half] = (prefix[..., kernel:] - prefix[..., : n + 1 - kernel]) / kernel
-    edge = torch.cat([idx[: min(half, n)], idx[max(half, n - half) :]])  # in-range neighbours only
-    out[..., edge] = (prefix[..., hi[edge]] - prefix[..., lo[edge]]) / (hi[edge] - lo[edge])
-    return out.to(x.dtype if x.is_floating_point() else torch.float32)
+    edge = torch.cat([idx[: min(half, n)], idx[max(half, n - half) :]])
+    in_range = (edge + half + 1).clamp(max=n) - (edge - half).clamp(min=0)
+    out[..., edge] *= (kernel / in_range).to(out.dtype)
+    return out
 
 
 def _reduce(x: Tensor, dim: int, how: Reduce) -> Tensor:
