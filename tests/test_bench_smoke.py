@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from specprefill_langchain.bench import cli
+from specprefill_langchain.bench.report import README_END, README_START
 
 
 def _run(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, Any]]:
@@ -77,9 +78,10 @@ def test_kv_reuse_tiny(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.real
 @pytest.mark.slow
 def test_all_quick_writes_results_plots_and_report(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    out, report = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    out, report, readme = tmp_path / "results.json", tmp_path / "RESULTS.md", tmp_path / "README.md"
+    readme.write_text(f"# Title\n\n## Results\n{README_START}\nold figures\n{README_END}\n\n## After\n")
     argv = ["all", "--quick", "--plots", str(tmp_path), "--out", str(out), "--report", str(report)]
-    code, data = _run(capsys, argv)
+    code, data = _run(capsys, [*argv, "--readme", str(readme)])
     assert code == 0, data.get("failed")
     for key in ("fidelity", "accuracy", "latency", "agent_step", "kv_reuse", "machine"):
         assert key in data and "error" not in data[key], key
@@ -88,5 +90,17 @@ def test_all_quick_writes_results_plots_and_report(capsys: pytest.CaptureFixture
         assert (tmp_path / name).stat().st_size > 0, name
     text = report.read_text()
     assert "## Agent step" in text and "## Target answer accuracy" in text and "Machine:" in text
+    # The README block is rewritten in place; what surrounds it stays.
+    block = readme.read_text()
+    assert "old figures" not in block and block.startswith("# Title") and block.endswith("## After\n")
+    assert "### Agent step" in block and "### Fidelity" in block
+    assert "python -m specprefill_langchain.bench all" in block
+    assert "| step |" not in block  # the per-step table stays in RESULTS.md
+    # `report` regenerates both from the JSON alone, without running anything.
+    report.unlink()
+    readme.write_text(f"x\n{README_START}\n{README_END}\n")
+    code, info = _run(capsys, ["report", "--results", str(out), "--report", str(report), "--readme", str(readme)])
+    assert code == 0 and info["readme_updated"] is True
+    assert "## Agent step" in report.read_text() and "### Agent step" in readme.read_text()
     acc = data["accuracy"]["results"][0]
     assert {"target", "accuracy_full", "accuracy_compressed", "ratio"} <= set(acc)

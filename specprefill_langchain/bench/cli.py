@@ -147,6 +147,28 @@ def cmd_all(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     return run_all(args, args.command_line, functools.partial(cmd_kv_reuse, prefix="kv-"))
 
 
+def cmd_report(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    from pathlib import Path
+
+    from specprefill_langchain.bench.report import update_readme, write_report
+
+    source = Path(args.results)
+    if not source.is_file():
+        msg = f"{source} does not exist: run `python -m specprefill_langchain.bench all` first (it writes it)."
+        raise SystemExit(msg)
+    results = json.loads(source.read_text())
+    command = str(results.get("command") or "python -m specprefill_langchain.bench all")
+    report = write_report(results, args.report, command)
+    readme = bool(args.readme) and update_readme(results, args.readme, command)
+    return 0, {"report": str(report), "readme_updated": readme}
+
+
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="docs/results.json", help="the JSON that `bench all` wrote")
+    p.add_argument("--report", default="docs/RESULTS.md", help="where to write the Markdown report")
+    p.add_argument("--readme", default="README.md", help="README whose results block to rewrite ('' = none)")
+
+
 def _add_fidelity(p: argparse.ArgumentParser, in_all: bool = False) -> None:
     # `all` adds keep-last (trim_messages) and uses fewer tasks per kind to stay within ~40 minutes.
     methods = (
@@ -196,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("accuracy", cmd_accuracy, "target answer accuracy, full vs compressed", [accuracy.add_args]),
         ("kv-reuse", cmd_kv_reuse, "incremental prefill through the draft's KV cache", [_add_kv_reuse]),
         ("all", cmd_all, "every benchmark above, results.json, plots, RESULTS.md", [_add_all]),
+        ("report", cmd_report, "rewrite RESULTS.md and the README block from results.json", [_add_report]),
     ]
     for name, command, help_text, adders in commands:
         p = sub.add_parser(name, parents=[common], help=help_text)

@@ -47,6 +47,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip", type=options.csv, default=[], help=f"benchmarks to leave out: {','.join(BENCHES)}")
     p.add_argument("--out", default="docs/results.json", help="where to write the JSON of all results")
     p.add_argument("--report", default="docs/RESULTS.md", help="where to write the Markdown report")
+    p.add_argument("--readme", default="README.md", help="README whose results block to rewrite ('' = none)")
     p.add_argument("--peer-methods", type=options.csv, default=["llmlingua", "longllmlingua"])
     p.add_argument("--peer-keep", type=options.ratio, default=0.3, help="keep ratio for peers and extra drafts")
     p.add_argument("--peer-tasks", type=int, default=4, help="fidelity tasks the LLMLingua peers run on")
@@ -76,7 +77,7 @@ def _safe(name: str, fn: Any) -> dict[str, Any]:
 def run_all(args: argparse.Namespace, argv_text: str, kv_command: Any) -> tuple[int, dict[str, Any]]:
     from specprefill_langchain.bench.cli import build_methods
     from specprefill_langchain.bench.fidelity import run_fidelity
-    from specprefill_langchain.bench.report import machine, write_report
+    from specprefill_langchain.bench.report import machine, update_readme, write_report
     from specprefill_langchain.bench.tasks import make_tasks
 
     if args.quick:
@@ -119,6 +120,8 @@ def run_all(args: argparse.Namespace, argv_text: str, kv_command: Any) -> tuple[
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     if args.report:
         write_report(out, args.report, argv_text)
+    if args.readme:
+        update_readme(out, args.readme, argv_text)
     failed = [k for k in BENCHES if isinstance(out.get(k), dict) and "error" in out[k]]
     out["failed"] = failed
     return (1 if failed else 0), out
