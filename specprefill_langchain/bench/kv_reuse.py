@@ -5,7 +5,8 @@
 All timings are medians over ``repeats`` in one process. ``max_abs_score_diff`` compares the
 importance scores of the incremental path with the from-scratch path on the same tokens, and
 ``plain_prefill_s`` is the same tokens through a plain prefill (no query capture, no scoring), so
-scoring overhead = scratch_s / plain_prefill_s - 1.
+scoring overhead = scratch_s / plain_prefill_s - 1. ``flop_ceiling`` is the speed-up that equally
+efficient kernels would give (the appended tokens still attend to the whole history).
 """
 
 from __future__ import annotations
@@ -42,6 +43,29 @@ def _history_ids(draft: DraftModel, n: int) -> list[int]:
     while len(ids) < n:
         ids += draft.tokenizer(text, add_special_tokens=False)["input_ids"]
     return ids[:n]
+
+
+def flop_ceiling(model: DraftModel, history: int, total: int) -> float:
+    """Scratch FLOPs / incremental FLOPs: the speed-up that kernels of equal efficiency would give.
+
+    Per token, the decoder's matmuls cost 2 FLOPs per weight; per (query, key) pair and layer,
+    attention costs 4 * heads * head_dim (q·k and the weighted sum of v). From scratch every one of
+    ``total`` tokens is forwarded and attends to its whole prefix; incrementally only the tokens past
+    ``history`` are, but each of them still attends to everything before it. That second term is
+    why the ratio stays far below total/appended.
+    """
+    cfg = model.model.config.get_text_config(decoder=True)
+    layers = model._decoder.layers
+    linear = 2 * sum(p.numel() for p in layers.parameters() if p.dim() == 2)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_pair = 4 * cfg.num_attention_heads * head_dim * cfg.num_hidden_layers
+
+    def cost(first: int) -> float:
+        tokens = total - first
+        pairs = (total * (total + 1) - first * (first + 1)) // 2  # positions first..total-1 see p+1 keys
+        return linear * tokens + per_pair * pairs
+
+    return cost(0) / cost(history)
 
 
 def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
@@ -100,6 +124,7 @@ def run_kv_reuse(
         "scratch_s": round(scratch_s, 4),
         "incremental_s": round(incr_s, 4),
         "speedup": round(scratch_s / incr_s, 2),
+        "flop_ceiling": round(flop_ceiling(model, history, qs), 2),
         "plain_prefill_s": round(plain_s, 4),
         "scoring_overhead": round(scratch_s / plain_s - 1, 4),
         "reused_tokens": incr.reused_tokens,
