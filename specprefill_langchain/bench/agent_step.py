@@ -114,13 +114,18 @@ def run_agent_step(
     dtype: str = "bfloat16",
     target_dtype: str = "bfloat16",
     seed: int = 0,
+    hop_chunks: int | None = None,
 ) -> dict[str, Any]:
-    from specprefill_langchain import SpecPrefillCompressor
+    from specprefill_langchain import ScoringConfig, SpecPrefillCompressor
+
+    # None: the library's default scoring (what a user gets); an int overrides the second hop only.
+    scoring = ScoringConfig() if hop_chunks is None else ScoringConfig(hop_chunks=hop_chunks)
 
     _log(f"loading target {target} ({target_dtype}) and draft {draft} ({dtype})")
     tgt = Target(target, target_dtype)
-    reuse = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, dtype=dtype, on_error="raise")
-    cold = SpecPrefillCompressor(draft=reuse.draft, keep_ratio=keep_ratio, dtype=dtype, on_error="raise")
+    kw: dict[str, Any] = {"keep_ratio": keep_ratio, "dtype": dtype, "on_error": "raise", "scoring": scoring}
+    reuse = SpecPrefillCompressor(draft=draft, **kw)
+    cold = SpecPrefillCompressor(draft=reuse.draft, **kw)
     tok = reuse.draft.tokenizer
 
     def count(msgs: list[BaseMessage]) -> int:
@@ -171,7 +176,8 @@ def run_agent_step(
             f"step {step}: {row['history_draft_tokens']} draft tok, full {full_s:.2f}s, "
             f"compressed {warm_s + comp_s:.2f}s (reuse) / {cold_s + comp_s:.2f}s (no reuse)"
         )
-    return _summary(per_step, steps, history, keep_ratio, draft, target, dtype, target_dtype)
+    summary = _summary(per_step, steps, history, keep_ratio, draft, target, dtype, target_dtype)
+    return {**summary, "hop_chunks": scoring.hop_chunks}
 
 
 def _totals(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -228,6 +234,7 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     options.add(p, prefix, "target", default="qwen2.5-coder-0.5b")
     options.add(p, prefix, "dtype", default="bfloat16", choices=["float32", "bfloat16"], help="draft dtype")
     options.add(p, prefix, "target-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    options.add(p, prefix, "hop-chunks", type=int, default=None, help="ScoringConfig.hop_chunks (0 = one pass)")
 
 
 def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
@@ -243,4 +250,5 @@ def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
         dtype=get("dtype"),
         target_dtype=get("target-dtype"),
         seed=getattr(args, "seed", 0) or 0,
+        hop_chunks=get("hop-chunks"),
     )

@@ -104,7 +104,8 @@ def _agent(res: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     intro = (
         f"{res['steps']} steps up to {res['history_tokens']} draft tokens, keep {res['keep_ratio']}, draft "
-        f"{res['draft']} ({res['dtype']}), target {res['target']} ({res['target_dtype']}); peak RSS "
+        f"{res['draft']} ({res['dtype']}, hop_chunks {res.get('hop_chunks', 3)}), target {res['target']} "
+        f"({res['target_dtype']}); peak RSS "
         f"{res['peak_rss_mb']} MB. KV reuse saves {res['reuse_saving_fraction']:.0%} of the compressed "
         "step's time at the last step."
     )
