@@ -196,3 +196,13 @@ def test_cli_fidelity_json(capsys: pytest.CaptureFixture[str], tmp_path) -> None
 def test_cli_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["fidelity", "--methods", "bogus"])
+
+
+def test_pydoc_pages_carry_no_memory_addresses() -> None:
+    """Object defaults render as `<... at 0x7f...>`; left in, the same seed would give new text each run."""
+    import re
+
+    from specprefill_langchain.bench import sources
+
+    for module in ("json", "difflib", "dataclasses", "sched"):
+        assert not re.search(r" at 0x[0-9a-fA-F]{6,}", sources.pydoc_page(module)), module

@@ -14,6 +14,7 @@ import locale
 import mimetypes
 import os
 import pydoc
+import re
 import sysconfig
 import unicodedata
 from collections.abc import Callable
@@ -106,9 +107,14 @@ def display_path(rel: str) -> str:
     return f"cpython/Lib/{rel}"
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{6,}")
+
+
 @functools.cache
 def pydoc_page(module: str) -> str:
-    return pydoc.render_doc(module, renderer=pydoc.plaintext)
+    # Defaults that are objects render with their memory address (`<function f at 0x7fb3...>`),
+    # which changes from run to run; without it the same seed gives the same transcripts.
+    return _ADDRESS.sub("", pydoc.render_doc(module, renderer=pydoc.plaintext))
 
 
 def list_dir(rel_dir: str) -> str:
