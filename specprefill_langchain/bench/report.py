@@ -105,8 +105,8 @@ def _agent(res: dict[str, Any]) -> list[str]:
     intro = (
         f"{res['steps']} steps up to {res['history_tokens']} draft tokens, keep {res['keep_ratio']}, draft "
         f"{res['draft']} ({res['dtype']}, hop_chunks {res.get('hop_chunks', 3)}), target {res['target']} "
-        f"({res['target_dtype']}); peak RSS "
-        f"{res['peak_rss_mb']} MB. KV reuse saves {res['reuse_saving_fraction']:.0%} of the compressed "
+        f"({res['target_dtype']}); peak RSS of the process {res['peak_rss_mb']} MB (under `bench all` it "
+        f"includes every model loaded before). KV reuse saves {res['reuse_saving_fraction']:.0%} of the compressed "
         "step's time at the last step."
     )
     step_head = ["step", "draft tok", "target tok full", "target tok compr.", "full TTFT s", "draft s reuse",
@@ -117,12 +117,12 @@ def _agent(res: dict[str, Any]) -> list[str]:
 
 def _agent_short(res: dict[str, Any]) -> list[str]:
     # Title, intro and the aggregate table (last step, sum over steps); per-step rows stay in RESULTS.md.
-    return _agent(res)[:8]
+    return [*_agent(res)[:8], ""]
 
 
 def _kv(res: dict[str, Any]) -> list[str]:
-    keys = ["history_tokens", "append_tokens", "scratch_s", "incremental_s", "speedup", "plain_prefill_s",
-            "scoring_overhead", "max_abs_score_diff"]  # fmt: skip
+    keys = ["history_tokens", "append_tokens", "scratch_s", "incremental_s", "speedup", "flop_ceiling",
+            "plain_prefill_s", "scoring_overhead", "max_abs_score_diff"]  # fmt: skip
     return ["## Draft KV reuse", "", *_table(keys, [[res.get(k) for k in keys]]), ""]
 
 
