@@ -259,7 +259,7 @@ class DraftModel:
             q = torch.cat(rec.queries[i], dim=1)[:, query_start - prefix_end :]  # (H, queries + lookahead, D)
             k = cache.layers[i].keys[0]  # (KVH, n + lookahead, D), post-RoPE
             captured.append((q, k, rec.scales[i]))
-        # Every tail position is a query (the caller chose `query_start`), and so is every look-ahead step.
+        # Every position from `query_start` on is a query (the caller chose it), and so is every look-ahead step.
         positions = torch.arange(query_start, n + sc.lookahead, device=self.device)
         scores = scoring.token_importance(
             captured,
