@@ -36,8 +36,8 @@ class ScoringConfig:
     query_reduce: how query steps are combined. The reference takes the mean; we take the max: a
         question's few decisive tokens (an identifier, a service name) would otherwise be averaged
         away by its many generic ones (measured: retention 0.75 -> 0.88 at keep 0.3).
-    hop_chunks: a second scoring pass restates the N best chunks of the first before the question,
-        so that their tokens query too and find what *they* point to (a note names a record, the
+    hop_chunks: a second scoring pass restates the N best chunks of the first after the question,
+        and their tokens query again to find what *they* point to (a note names a record, the
         record never mentions the question). 0 = one pass. Costs one more short forward of the
         tail (no prefill); skipped for histories longer than the draft's context.
     layers: ``"auto"`` scores with every full-attention layer (sliding-window layers of models such

@@ -7,9 +7,9 @@ windows or hops:
   by the restated question, so earlier windows stay cached from step to step.
 * **second hop** (``ScoringConfig.hop_chunks``): the question names a service, the tool output says
   which record that service uses, and the record never mentions the question. One pass finds the
-  first link only. So the best chunks of the first pass are restated before the question and their
-  tokens become queries too: their attention finds what *they* point to. The two passes combine by
-  maximum, so the second can only add to what the first found.
+  first link only. So the best chunks of the first pass are restated after the question and their
+  tokens become the queries of a second pass: their attention finds what *they* point to. The two
+  passes combine by maximum, so the second can only add to what the first found.
 """
 
 from __future__ import annotations
