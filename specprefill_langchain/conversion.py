@@ -36,46 +36,29 @@ def say(message: str, progress: bool) -> None:
         print(f"[specprefill] {message}", file=sys.stderr, flush=True)
 
 
+def _blocks(paths: list[Path], desc: str, progress: bool) -> Iterator[bytes]:
+    """The bytes of ``paths`` one after the other, in 1 MiB blocks, with one byte-count progress bar."""
+    total = sum(path.stat().st_size for path in paths)
+    bar_args = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
+    with tqdm(total=total, desc=desc, disable=not progress, **bar_args) as bar:
+        for path in paths:
+            with path.open("rb") as handle:
+                while block := handle.read(_BLOCK):
+                    yield block
+                    bar.update(len(block))
+
+
 def sha256_of(path: Path, *, progress: bool) -> str:
     digest = hashlib.sha256()
-    size = path.stat().st_size
-    with (
-        path.open("rb") as handle,
-        tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"sha256 {path.name}",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        while block := handle.read(_BLOCK):
-            digest.update(block)
-            bar.update(len(block))
+    for block in _blocks([path], f"sha256 {path.name}", progress):
+        digest.update(block)
     return digest.hexdigest()
 
 
 def join(parts: list[Path], target: Path, *, progress: bool) -> None:
-    total = sum(part.stat().st_size for part in parts)
-    with (
-        target.open("wb") as out,
-        tqdm(
-            total=total,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"join {target.name}",
-            disable=not progress,
-            leave=False,
-        ) as bar,
-    ):
-        for part in parts:
-            with part.open("rb") as handle:
-                while block := handle.read(_BLOCK):
-                    out.write(block)
-                    bar.update(len(block))
+    with target.open("wb") as out:
+        for block in _blocks(parts, f"join {target.name}", progress):
+            out.write(block)
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
