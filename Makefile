@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 bench: $(STAMP)
-	$(PY) -m specprefill_langchain bench all --plots docs/
+	$(PY) -m specprefill_langchain bench all --n-per-kind 3 --kv-history 6000 --kv-repeats 3 --plots docs/
 
 # Keeps $(VENV) and the converted models (~/.cache/specprefill); `distclean` removes $(VENV) too.
 clean:

@@ -107,7 +107,8 @@ def pool_tokens(x: Tensor, kernel: int) -> Tensor:
     # 1), so the prefix never exceeds 1 and float32 rounding stays below ~1e-7 absolute: far below
     # any score that could win a chunk, and identical for identical inputs.
     n, half = x.shape[-1], kernel // 2
-    xf = x if x.is_floating_point() else x.float()
+    # At least float32: a bfloat16 prefix sum would lose everything past its 8 mantissa bits.
+    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
     prefix = torch.empty((*xf.shape[:-1], n + 1), dtype=xf.dtype, device=x.device)
     prefix[..., 0] = 0
     torch.cumsum(xf, -1, out=prefix[..., 1:])

@@ -380,5 +380,9 @@ def test_pool_of_probability_rows_is_float64_exact_to_1e7() -> None:
     assert out.dtype == torch.float32
     ref = pool_tokens(probs.double(), 13)
     assert float((out.double() - ref).abs().max()) < 1e-7
+    # Half-precision rows are summed in float32, not in their own 8-bit mantissa.
+    half = pool_tokens(probs.bfloat16(), 13)
+    assert half.dtype == torch.float32
+    assert float((half.double() - pool_tokens(probs.bfloat16().double(), 13)).abs().max()) < 1e-7
     naive = torch.stack([probs[..., max(0, i - 6) : i + 7].double().mean(-1) for i in (0, 5, 3000, 5999)], -1)
     torch.testing.assert_close(ref[..., [0, 5, 3000, 5999]], naive)

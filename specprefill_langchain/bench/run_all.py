@@ -120,7 +120,7 @@ def run_all(args: argparse.Namespace, argv_text: str, kv_command: Any) -> tuple[
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     if args.report:
         write_report(out, args.report, argv_text)
-    if args.readme:
+    if args.readme and not args.quick:  # tiny-size figures never replace the README's
         update_readme(out, args.readme, argv_text)
     failed = [k for k in BENCHES if isinstance(out.get(k), dict) and "error" in out[k]]
     out["failed"] = failed
