@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         model = ScriptedModel()
         print("model: scripted stand-in (not an LLM)")
     else:
-        from specprefill_langchain.chat import LocalChatModel
+        from specprefill_langchain.bench.target import LocalChatModel
 
         model = LocalChatModel(model="qwen2.5-coder-0.5b", max_new_tokens=args.max_new_tokens)
         print("model: Qwen2.5-Coder-0.5B-Instruct, local (real)")

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     llm: Any
     if args.target:
-        from specprefill_langchain.chat import LocalChatModel
+        from specprefill_langchain.bench.target import LocalChatModel
 
         llm = LocalChatModel(model="qwen2.5-coder-0.5b", max_new_tokens=64)
         print("llm: Qwen2.5-Coder-0.5B-Instruct, local (real)")

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stdlib_tools import stdlib_tools
 
 from specprefill_langchain import STATS_EVENT, SpecPrefillMiddleware
-from specprefill_langchain.chat import LocalChatModel
+from specprefill_langchain.bench.target import LocalChatModel
 
 QUESTION = (
     "Use read_file to read json/decoder.py, then use grep to find 'raise JSONDecodeError' under json. "

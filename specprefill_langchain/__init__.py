@@ -6,15 +6,17 @@ before a target chat model of any family reads the prompt.
 """
 
 from .compressor import STATS_EVENT, SpecPrefillCompressor, compress_messages
-from .config import CompressorConfig, PolicyConfig, ScoringConfig, SelectionConfig
+from .config import CompressorConfig, PolicyConfig, ScoringConfig, SelectionConfig, StableConfig
 from .draft import DraftModel
-from .engine import CompressionResult, CompressionStats
 from .explain import Explanation
 from .kvcache import PrefixCache
-from .langgraph import SpecPrefillNode, pre_model_hook
+from .langgraph import SpecPrefillAgentState, SpecPrefillNode, SpecPrefillState, pre_model_hook
 from .models import ModelNotInstalledError
+from .schedule import FROZEN_KEY
+from .stats import CompressionResult, CompressionStats
 
 __all__ = [
+    "FROZEN_KEY",
     "STATS_EVENT",
     "CompressionResult",
     "CompressionStats",
@@ -26,16 +28,23 @@ __all__ = [
     "PrefixCache",
     "ScoringConfig",
     "SelectionConfig",
+    "SpecPrefillAgentState",
     "SpecPrefillCompressor",
     "SpecPrefillNode",
+    "SpecPrefillState",
+    "StableConfig",
     "compress_messages",
     "pre_model_hook",
 ]
 
-try:  # the middleware needs `langchain` (the `agents` extra); the rest of the package does not
+# The middleware needs `langchain` (the `agents` extra); the rest of the package does not. Only its
+# absence is silent: a `langchain` that is installed but fails to import raises here, with its cause.
+try:
     from .middleware import SpecPrefillMiddleware
-except ImportError:
-    pass
+except ImportError as err:
+    missing = err.__cause__ if isinstance(err.__cause__, ModuleNotFoundError) else None
+    if missing is None or (missing.name or "").split(".")[0] != "langchain":
+        raise
 else:
     __all__ += ["SpecPrefillMiddleware"]
 

@@ -10,10 +10,12 @@ order, types, ids and tool calls. Every call emits a ``specprefill_stats`` custo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import BaseMessage, convert_to_messages
@@ -24,8 +26,9 @@ from pydantic import ConfigDict, PrivateAttr
 from . import engine
 from .config import CompressorConfig
 from .draft import DraftModel
-from .engine import CompressionResult, CompressionStats
 from .kvcache import PrefixCache
+from .stats import CompressionResult, CompressionStats
+from .targets import TargetCounter
 
 CompressorInput = Sequence[BaseMessage] | PromptValue
 STATS_EVENT = "specprefill_stats"
@@ -84,6 +87,7 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
     _store: PrefixCache = PrivateAttr()
     _load_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _last: CompressionStats | None = PrivateAttr(default=None)
+    _counter: TargetCounter | None = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -108,10 +112,9 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         elif draft is not None:
             changes["draft"] = draft
         cfg = cfg.with_(**changes) if changes else cfg
-        if target is not None and not hasattr(target, "get_num_tokens_from_messages"):
-            msg = f"target={type(target).__name__} has no get_num_tokens_from_messages: pass a LangChain chat model."
-            raise TypeError(msg)
+        counter = TargetCounter(target) if target is not None else None  # checks the target first
         super().__init__(config=cfg, target=target)
+        self._counter = counter
         # One store per compressor unless shared on purpose (e.g. one per draft across keep ratios).
         self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes)
         if isinstance(draft, DraftModel):
@@ -142,12 +145,24 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         return self._last
 
     # ------------------------------------------------------------------ core
-    def compress(self, messages: CompressorInput, *, cache_key: str | None = None) -> CompressionResult:
-        """Compress and return messages *and* stats. ``cache_key`` (e.g. a thread id) speeds up KV reuse."""
+    def compress(
+        self, messages: CompressorInput, *, cache_key: str | None = None, **engine_options: Any
+    ) -> CompressionResult:
+        """Compress and return messages *and* stats. ``cache_key`` (e.g. a thread id) speeds up KV reuse.
+
+        ``engine_options`` are for the agent faces (``only``, ``exclude_from_query``, ``target_extra``:
+        see :func:`specprefill_langchain.engine.compress`).
+        """
         msgs = _as_messages(messages)
         try:
             result = engine.compress(
-                msgs, self.draft, self.config, store=self._store, target=self.target, key=cache_key
+                msgs,
+                self.draft,
+                self.config,
+                store=self._store,
+                target=self._counter,
+                key=cache_key,
+                **engine_options,
             )
         except Exception as err:
             if self.config.on_error == "raise":
@@ -164,9 +179,11 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         self._last = result.stats
         return result
 
-    async def acompress(self, messages: CompressorInput, *, cache_key: str | None = None) -> CompressionResult:
+    async def acompress(
+        self, messages: CompressorInput, *, cache_key: str | None = None, **engine_options: Any
+    ) -> CompressionResult:
         """``compress`` off the event loop (the draft's forward passes are blocking)."""
-        return await asyncio.to_thread(self.compress, messages, cache_key=cache_key)
+        return await asyncio.to_thread(self.compress, messages, cache_key=cache_key, **engine_options)
 
     def explain(self, messages: CompressorInput, *, cache_key: str | None = None) -> Any:
         """A readable view of what is kept and dropped (``print`` it, or show it in a notebook)."""
@@ -176,14 +193,10 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
 
     # ------------------------------------------------------------------ Runnable
     def _invoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
-        result = self.compress(value, cache_key=thread_key(config))
-        dispatch_custom_event(STATS_EVENT, result.stats.to_dict())
-        return result.messages
+        return compress_and_emit(self, value, thread_key(config)).messages
 
     async def _ainvoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
-        result = await self.acompress(value, cache_key=thread_key(config))
-        await adispatch_custom_event(STATS_EVENT, result.stats.to_dict())
-        return result.messages
+        return (await acompress_and_emit(self, value, thread_key(config))).messages
 
     def invoke(self, input: CompressorInput, config: RunnableConfig | None = None, **kwargs: Any) -> list[BaseMessage]:
         return self._call_with_config(self._invoke, input, config, run_type="prompt", **kwargs)
@@ -197,22 +210,89 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
     def is_lc_serializable(cls) -> bool:
         return False  # it holds a loaded model; the config itself is plain data (config.to_dict())
 
-    def as_pre_model_hook(self, **kwargs: Any) -> Any:
-        """A LangGraph ``pre_model_hook`` returning ``{"llm_input_messages": compressed}``."""
-        from .langgraph import pre_model_hook
 
-        return pre_model_hook(self, **kwargs)
+def emit_stats(stats: CompressionStats, config: RunnableConfig | None = None) -> None:
+    """Send ``stats`` as the ``specprefill_stats`` custom event (shows in traces and ``astream_events``).
+
+    ``config``: the run to attach the event to when it is not the current context (the middleware
+    runs inside a graph node but outside a Runnable of ours). Outside any run there is no parent for
+    an event, and none is sent.
+    """
+    with contextlib.suppress(RuntimeError):  # no parent run (a direct call outside a chain or graph)
+        dispatch_custom_event(STATS_EVENT, stats.to_dict(), config=config)
+
+
+async def aemit_stats(stats: CompressionStats, config: RunnableConfig | None = None) -> None:
+    """The async twin of :func:`emit_stats`."""
+    with contextlib.suppress(RuntimeError):
+        await adispatch_custom_event(STATS_EVENT, stats.to_dict(), config=config)
+
+
+def compress_and_emit(
+    compressor: SpecPrefillCompressor,
+    messages: CompressorInput,
+    cache_key: str | None,
+    *,
+    config: RunnableConfig | None = None,
+) -> CompressionResult:
+    """Compress, then emit the stats event: what every face does in per-step mode."""
+    result = compressor.compress(messages, cache_key=cache_key)
+    emit_stats(result.stats, config)
+    return result
+
+
+async def acompress_and_emit(
+    compressor: SpecPrefillCompressor,
+    messages: CompressorInput,
+    cache_key: str | None,
+    *,
+    config: RunnableConfig | None = None,
+) -> CompressionResult:
+    """The async twin of :func:`compress_and_emit`."""
+    result = await compressor.acompress(messages, cache_key=cache_key)
+    await aemit_stats(result.stats, config)
+    return result
+
+
+@functools.lru_cache(maxsize=8)
+def _shared(config: CompressorConfig) -> SpecPrefillCompressor:
+    """One compressor (and so one KV cache) per configuration for the functional form."""
+    return SpecPrefillCompressor(config=config)
+
+
+@overload
+def compress_messages(
+    messages: None = None, *, draft: str | DraftModel | None = ..., keep_ratio: float | None = ..., **options: Any
+) -> SpecPrefillCompressor: ...
+
+
+@overload
+def compress_messages(
+    messages: CompressorInput, *, draft: str | DraftModel | None = ..., keep_ratio: float | None = ..., **options: Any
+) -> list[BaseMessage]: ...
 
 
 def compress_messages(
     messages: CompressorInput | None = None,
     *,
-    draft: str | DraftModel = "smollm2-135m",
-    keep_ratio: float = 0.3,
+    draft: str | DraftModel | None = None,
+    keep_ratio: float | None = None,
     **options: Any,
 ) -> list[BaseMessage] | SpecPrefillCompressor:
-    """Compress ``messages``; called without messages it returns the Runnable (like ``trim_messages``)."""
-    compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, **options)
+    """Compress ``messages``; called without messages it returns the Runnable (like ``trim_messages``).
+
+    Calls with the same settings share one compressor, so the functional form reuses the draft's KV
+    cache from call to call as the Runnable does (``target=`` or ``cache=`` get a compressor of their own).
+    """
+    if messages is None or isinstance(draft, DraftModel) or {"target", "cache", "config"} & set(options):
+        compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, **options)
+    else:
+        changes = {k: v for k, v in {"draft": draft, "keep_ratio": keep_ratio, **options}.items() if v is not None}
+        unknown = set(changes) - _CONFIG_FIELDS
+        if unknown:
+            msg = f"unknown option(s) {sorted(unknown)}; valid ones are {sorted(_CONFIG_FIELDS)}."
+            raise TypeError(msg)
+        compressor = _shared(CompressorConfig(**changes))
     if messages is None:
         return compressor
     return compressor.invoke(messages)

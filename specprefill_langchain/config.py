@@ -8,12 +8,14 @@ The objects are plain data: printable, comparable, and serialisable with :func:`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Reduce = Literal["max", "mean"]
+Mode = Literal["stable", "per_step"]
 Role = Literal["tool", "human", "ai"]
 DType = Literal["float32", "bfloat16", "float16"]
 OnError = Literal["raise", "passthrough"]
+DTYPES: tuple[str, ...] = get_args(DType)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -44,6 +46,10 @@ class ScoringConfig:
         as Gemma 3 only see a few hundred keys, so they are left out); ``"all"`` uses every layer
         whose cache holds all keys (the same thing for most models).
     max_question_tokens: cap on the restated question (its last tokens are kept).
+    query: what the queries ask about (module ``query``): ``"request"``, the latest human message;
+        ``"step"`` (default), the agent's current step too (its latest tool calls with their
+        arguments, the text that announced them, the newest results), then the request. Without an
+        agent step after the request (a one-shot prompt) both are the request.
     """
 
     query_window: int | Literal["question"] = "question"
@@ -55,6 +61,7 @@ class ScoringConfig:
     hop_chunks: int = 3
     layers: Literal["auto", "all"] = "auto"
     max_question_tokens: int = 256
+    query: Literal["request", "step"] = "step"
 
     def __post_init__(self) -> None:
         qw = self.query_window
@@ -73,6 +80,10 @@ class ScoringConfig:
         _check(
             0 <= self.hop_chunks <= 32,
             f"hop_chunks={self.hop_chunks} is out of range: use 0 (one pass) to 32 restated chunks (default 3).",
+        )
+        _check(
+            self.query in ("request", "step"),
+            f"query={self.query!r} is not valid: use 'step' (request + the agent's current step) or 'request'.",
         )
         _check(
             self.max_question_tokens >= 1,
@@ -141,6 +152,44 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class StableConfig:
+    """When stable mode decides a tool result's compressed form (module ``schedule``).
+
+    keep_recent: a tool result is decided once this many newer tool results exist (0: when it
+        arrives, scored against the request and the call that fetched it). Larger values let a key
+        that arrives later (a traceback naming a function) steer the decision, at one cache break
+        per result when it is compressed.
+    trigger_chars: below this many characters of history nothing is decided (everything is sent
+        whole); the first step past it decides every eligible result at once.
+    min_saving_chars: a result that the target has already read whole is compressed only when the
+        results compressed together save at least this many characters (as ``clear_at_least``):
+        each such change breaks the target's prefix cache once.
+    expected_keep: the share of a result that compression is expected to keep, for that saving.
+    min_message_chars: results shorter than this are decided whole without running the draft.
+    window_chars: the draft reads the first message and the most recent messages within this many
+        characters (~3.5 characters per token: the default stays inside an 8k-token draft context).
+    """
+
+    keep_recent: int = 0
+    trigger_chars: int = 0
+    min_saving_chars: int = 4000
+    expected_keep: float = 0.3
+    min_message_chars: int = 800
+    window_chars: int = 20000
+
+    def __post_init__(self) -> None:
+        _check(self.keep_recent >= 0, f"keep_recent={self.keep_recent} must be >= 0 (0: decide on arrival).")
+        _check(self.trigger_chars >= 0, f"trigger_chars={self.trigger_chars} must be >= 0.")
+        _check(self.min_saving_chars >= 0, f"min_saving_chars={self.min_saving_chars} must be >= 0.")
+        _check(0.0 <= self.expected_keep <= 1.0, f"expected_keep={self.expected_keep} must be a fraction in [0, 1].")
+        _check(self.min_message_chars >= 0, f"min_message_chars={self.min_message_chars} must be >= 0.")
+        _check(
+            self.window_chars >= 2000,
+            f"window_chars={self.window_chars} is too small: the draft needs at least 2000 characters of context.",
+        )
+
+
+@dataclass(frozen=True)
 class CompressorConfig:
     """Everything a :class:`~specprefill_langchain.SpecPrefillCompressor` needs to know.
 
@@ -171,6 +220,7 @@ class CompressorConfig:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    stable: StableConfig = field(default_factory=StableConfig)
 
     def __post_init__(self) -> None:
         kr = self.keep_ratio
@@ -190,8 +240,8 @@ class CompressorConfig:
             "(see `specprefill models list`), a local folder or a GGUF file.",
         )
         _check(
-            self.dtype in ("float32", "bfloat16", "float16"),
-            f"dtype={self.dtype!r} is not supported: use 'float32', 'bfloat16' or 'float16'.",
+            self.dtype in DTYPES,
+            f"dtype={self.dtype!r} is not supported: use one of {', '.join(map(repr, DTYPES))}.",
         )
         _check(
             64 <= self.prefill_chunk <= 8192,

@@ -1,35 +1,34 @@
-"""The draft model: a small causal LM that reads the transcript and says which tokens matter.
+"""The draft model: a small causal LM, and nothing more.
 
-One ``DraftModel`` per (model, dtype, device) per process, shared by every compressor. It does three
-things, all without ever asking for full logits or an N×N attention matrix:
+One ``DraftModel`` per (model, dtype, device) per process, shared by every compressor. It does two
+things, without ever asking for full logits or an N×N attention matrix:
 
-1. ``prefill``: forward only the tokens past the cached prefix, in chunks (bounded memory), with SDPA.
-2. query capture: the scoring pass forwards the *query tail* through a registered attention function
-   that calls the stock SDPA kernel and records each layer's post-RoPE query states. Keys come from
-   the KV cache afterwards; :mod:`scoring` turns them into importances.
-3. greedy look-ahead (optional): a few generated tokens whose queries are recorded too. They run on a
-   throw-away cache object, so they never reach the prefix store.
+1. :meth:`DraftModel.prefill`: forward only the tokens past what a KV cache already holds, in chunks
+   (bounded memory), with SDPA.
+2. :meth:`DraftModel.capture`: forward a *query tail* through a registered attention function that
+   calls the stock SDPA kernel and records each layer's post-RoPE query states; the keys are read
+   from the cache afterwards. Optional greedy look-ahead steps add their queries too.
+
+Which tokens it reads, which cache it extends and what the captured states mean is the business of
+:mod:`passes` (the prefix store) and :mod:`scoring` (the arithmetic).
 """
 
 from __future__ import annotations
 
 import contextvars
 import inspect
-import os
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from . import scoring
-from .config import ScoringConfig
-from .kvcache import PrefixCache, Snapshot, cache_from_snapshot, snapshot_of
+from .config import DTYPES
 
 ATTN_NAME = "specprefill_sdpa"
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+assert set(_TORCH_DTYPES) == set(DTYPES), "config.DTYPES and the torch dtypes disagree"
 
 
 # --------------------------------------------------------------------------- query capture
@@ -103,16 +102,8 @@ def _register_attention() -> None:
         _REGISTERED = True
 
 
-# --------------------------------------------------------------------------- results
-@dataclass
-class Importance:
-    """Per-token importance of one scoring pass, and what it cost."""
-
-    scores: torch.Tensor  # (n_context,) float32
-    reused_tokens: int
-    prefilled_tokens: int
-    prefill_s: float
-    scoring_s: float
+# (queries (H, Q, D), keys (KVH, K, D), scale) of one layer: what scoring.token_importance reads.
+CapturedLayer = tuple[torch.Tensor, torch.Tensor, float]
 
 
 # --------------------------------------------------------------------------- the model
@@ -149,21 +140,25 @@ class DraftModel:
     @classmethod
     def load(cls, name: str = "smollm2-135m", *, dtype: str = "float32", device: str = "cpu") -> DraftModel:
         """The shared draft for ``name`` (short name, folder, GGUF file or hub id); loads it once."""
-        if dtype not in _DTYPES:
-            msg = f"dtype={dtype!r} is not supported: use one of {sorted(_DTYPES)}."
+        if dtype not in _TORCH_DTYPES:
+            msg = f"dtype={dtype!r} is not supported: use one of {sorted(_TORCH_DTYPES)}."
             raise ValueError(msg)
         key = (name, dtype, device)
         with cls._registry_lock:
             if key in cls._registry:
                 return cls._registry[key]
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .models import resolve
 
         path = resolve(name)
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_DTYPES[dtype]).to(device)
+        # A local folder (every packaged model) loads with local_files_only, so no code path reaches
+        # for a hub; a hub id is left to transformers and works wherever a hub is reachable. The
+        # process environment (HF_HUB_OFFLINE, ...) is the user's and is never changed here.
+        local = path.is_dir()
+        tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_TORCH_DTYPES[dtype], local_files_only=local)
+        model = model.to(device)
         draft = cls(model, tokenizer, name=name)
         with cls._registry_lock:
             return cls._registry.setdefault(key, draft)
@@ -197,87 +192,38 @@ class DraftModel:
         return cache
 
     @torch.inference_mode()
-    def importance(
-        self,
-        ids: Sequence[int],
-        query_start: int,
-        *,
-        scoring_config: ScoringConfig | None = None,
-        store: PrefixCache | None = None,
-        key: str | None = None,
-        chunk: int = 512,
-        prefix_end: int | None = None,
-    ) -> Importance:
-        """Score every position of ``ids`` by the attention of the queries at ``query_start:``.
+    def capture(
+        self, ids: Sequence[int], cache: Any, *, layers: Sequence[int], lookahead: int = 0
+    ) -> list[CapturedLayer]:
+        """Forward ``ids`` after what ``cache`` holds and capture the query states of ``layers``.
 
-        ``ids[:prefix_end]`` (default: up to ``query_start``) is the reusable prefix: it is looked up
-        in (and written back to) ``store``, so a transcript that only grew since the last call
-        prefills only its new tokens. Everything after it (tokens that are read but are no queries,
-        the queries, any look-ahead) runs on a throw-away cache object.
+        Returns, for each captured layer in order, (queries (H, len(ids) + lookahead, D), keys
+        (KVH, cached + len(ids) + lookahead, D) post-RoPE, scale). ``lookahead`` greedy tokens are
+        generated after ``ids`` and their queries captured too. ``cache`` is extended by everything
+        forwarded here: pass a throw-away copy when the store's prefix must stay clean.
         """
-        sc = scoring_config or ScoringConfig()
-        n = len(ids)
-        if not 0 < query_start < n:
-            msg = f"query_start={query_start} must lie inside the {n} ids (at least one context token)."
-            raise ValueError(msg)
-        prefix_end = query_start if prefix_end is None else prefix_end
-        if not 0 < prefix_end <= query_start:
-            msg = f"prefix_end={prefix_end} must lie in [1, query_start={query_start}]."
-            raise ValueError(msg)
-        if n + sc.lookahead > self.context_length:
+        wanted = frozenset(layers)
+        if not wanted <= frozenset(self.full_layers):
             msg = (
-                f"{n} tokens (+{sc.lookahead} look-ahead) exceed the draft's context of "
-                f"{self.context_length}: score the history in windows (the compressor does this)."
+                f"layers {sorted(wanted - frozenset(self.full_layers))} cannot be captured: only layers whose "
+                f"cache holds every key can score ({list(self.full_layers)})."
             )
             raise ValueError(msg)
-        prefix = list(ids[:prefix_end])
-        t0 = time.perf_counter()
-        snap: Snapshot | None = None
-        reused = 0
-        if store is not None:
-            snap, reused = store.lookup(prefix, key=key, croppable=not self.has_sliding)
-        cache = cache_from_snapshot(self.model.config, snap, self.device) if snap else self.new_cache()
-        cache = self.prefill(prefix, cache, chunk=chunk)
-        if store is not None:
-            store.put(prefix, snapshot_of(cache), key=key)
-        t1 = time.perf_counter()
-
-        layers = frozenset(self.full_layers if sc.layers == "auto" else range(self.n_layers))
-        layers = layers & frozenset(self.full_layers)  # only layers whose cache holds every key
-        rec = _Recorder(layers=layers)
+        rec = _Recorder(layers=wanted)
         token = _RECORDER.set(rec)
         try:
-            tail = list(ids[prefix_end:])
-            logits = self._forward(tail, cache, logits=sc.lookahead > 0)
-            for _ in range(sc.lookahead):
+            logits = self._forward(ids, cache, logits=lookahead > 0)
+            for _ in range(lookahead):
                 nxt = int(torch.argmax(logits))
                 logits = self._forward([nxt], cache, logits=True)
         finally:
             _RECORDER.reset(token)
-        captured = []
-        for i in sorted(rec.queries):
-            q = torch.cat(rec.queries[i], dim=1)[:, query_start - prefix_end :]  # (H, queries + lookahead, D)
-            k = cache.layers[i].keys[0]  # (KVH, n + lookahead, D), post-RoPE
-            captured.append((q, k, rec.scales[i]))
-        # Every position from `query_start` on is a query (the caller chose it), and so is every look-ahead step.
-        positions = torch.arange(query_start, n + sc.lookahead, device=self.device)
-        scores = scoring.token_importance(
-            captured,
-            positions,
-            n,
-            pool_kernel=sc.pool_kernel,
-            layer_reduce=sc.layer_reduce,
-            head_reduce=sc.head_reduce,
-            query_reduce=sc.query_reduce,
-        )
-        t2 = time.perf_counter()
-        return Importance(
-            scores=scores.float().cpu(),
-            reused_tokens=reused,
-            prefilled_tokens=prefix_end - reused,
-            prefill_s=t1 - t0,
-            scoring_s=t2 - t1,
-        )
+        return [(torch.cat(rec.queries[i], dim=1), cache.layers[i].keys[0], rec.scales[i]) for i in sorted(rec.queries)]
+
+    @property
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        """The decoder's layers (for cost models such as the KV-reuse benchmark's FLOP count)."""
+        return self._decoder.layers
 
     def __repr__(self) -> str:
         return f"DraftModel(name={self.name!r}, dtype={self.dtype}, layers={self.n_layers})"

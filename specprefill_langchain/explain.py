@@ -6,7 +6,7 @@ import html
 import json
 from dataclasses import dataclass, field
 
-from .engine import CompressionResult, CompressionStats
+from .stats import CompressionResult, CompressionStats
 
 
 @dataclass(frozen=True)

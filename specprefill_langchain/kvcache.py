@@ -7,12 +7,16 @@ concatenates into a new tensor, ``crop`` takes a view), so a snapshot can be han
 readers as a fresh cache object without copying, and no reader ever sees another's writes.
 
 Lookup is by longest common prefix of token ids; an optional key (a LangGraph ``thread_id``) finds
-the candidate in O(1), but the ids are always compared, so correctness never depends on the key.
+the candidates in O(1), but the ids are always compared, so correctness never depends on the key.
+A key may hold several lineages (a supervisor and its sub-agent in one thread, two hooks in one
+graph, ``batch`` with one config): a new entry replaces only the entries it extends, never the other
+lineages of its key. An optional TTL drops entries that were not used for that long.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,18 +127,26 @@ class _Entry:
     snap: Snapshot
     key: str | None
     nbytes: int = field(default=0)
+    used: float = field(default=0.0)  # time.monotonic() of the last put or hit
 
 
 class PrefixCache:
-    """A thread-safe LRU store of (token ids -> KV snapshot) within ``max_bytes``."""
+    """A thread-safe LRU store of (token ids -> KV snapshot) within ``max_bytes``.
 
-    def __init__(self, max_bytes: int = 2 * 1024**3) -> None:
+    ``ttl_s``: drop entries not used for this many seconds (None: keep until evicted by size).
+    """
+
+    def __init__(self, max_bytes: int = 2 * 1024**3, *, ttl_s: float | None = None) -> None:
         if max_bytes < 0:
             msg = f"max_bytes={max_bytes} must be >= 0 (0 disables the store)."
             raise ValueError(msg)
+        if ttl_s is not None and ttl_s <= 0:
+            msg = f"ttl_s={ttl_s} must be a positive number of seconds, or None for no expiry."
+            raise ValueError(msg)
         self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
         self._entries: OrderedDict[int, _Entry] = OrderedDict()  # LRU order: oldest first
-        self._by_key: dict[str, int] = {}
+        self._by_key: dict[str, set[int]] = {}
         self._next = 0
         self._lock = threading.Lock()
         self.stats = CacheStats()
@@ -164,26 +176,26 @@ class PrefixCache:
         """
         t = torch.tensor(list(ids), dtype=torch.long)
         with self._lock:
+            self._expire_locked()
             self.stats.lookups += 1
-            order = list(self._entries)
-            if key is not None and key in self._by_key:
-                # The thread's own entry first; others only if it shares nothing.
-                order.remove(self._by_key[key])
-                order.insert(0, self._by_key[key])
+            own = sorted(self._by_key.get(key, ())) if key is not None else []
+            # The key's own lineages first; the rest only if none of them is a whole prefix.
+            order = own + [eid for eid in self._entries if eid not in set(own)]
             best: tuple[int, int] | None = None
-            for eid in order:
+            for rank, eid in enumerate(order):
                 e = self._entries[eid]
                 n = common_prefix(e.ids, t)
                 if not croppable and n < len(e.ids):
                     continue
                 if n > 0 and (best is None or n > best[1]):
                     best = (eid, n)
-                    if key is not None and eid == self._by_key.get(key) and n == len(e.ids):
-                        break  # the usual agent step: the thread's entry is a whole prefix
+                if rank == len(own) - 1 and best is not None and best[1] == len(self._entries[best[0]].ids):
+                    break  # the usual agent step: one of the key's entries is a whole prefix
             if best is None:
                 return None, 0
             eid, n = best
             self._entries.move_to_end(eid)
+            self._entries[eid].used = time.monotonic()
             snap = crop_snapshot(self._entries[eid].snap, n)
             if snap is None:
                 return None, 0
@@ -192,24 +204,24 @@ class PrefixCache:
             return snap, n
 
     def put(self, ids: Sequence[int], snap: Snapshot, *, key: str | None = None) -> None:
-        """Store ``snap`` for ``ids``; it replaces the key's older entry and any entry it extends."""
+        """Store ``snap`` for ``ids``; it replaces any entry it extends (the key's other lineages stay)."""
         if len(ids) != snap.length:
             msg = f"snapshot holds {snap.length} tokens but {len(ids)} ids were given."
             raise ValueError(msg)
         t = torch.tensor(list(ids), dtype=torch.long)
         nbytes = snap.nbytes
         with self._lock:
+            self._expire_locked()
             if nbytes > self.max_bytes or len(ids) == 0:
                 return
             for eid, e in list(self._entries.items()):
-                superseded = len(e.ids) <= len(t) and common_prefix(e.ids, t) == len(e.ids)
-                if superseded or (key is not None and e.key == key):
-                    self._drop_locked(eid)
+                if len(e.ids) <= len(t) and common_prefix(e.ids, t) == len(e.ids):
+                    self._drop_locked(eid)  # superseded: the new entry holds all of it
             eid = self._next
             self._next += 1
-            self._entries[eid] = _Entry(t, snap, key, nbytes)
+            self._entries[eid] = _Entry(t, snap, key, nbytes, time.monotonic())
             if key is not None:
-                self._by_key[key] = eid
+                self._by_key.setdefault(key, set()).add(eid)
             self.stats.inserts += 1
             while self._entries and self._bytes_locked() > self.max_bytes:
                 oldest = next(iter(self._entries))
@@ -220,8 +232,18 @@ class PrefixCache:
 
     def _drop_locked(self, eid: int) -> None:
         e = self._entries.pop(eid)
-        if e.key is not None and self._by_key.get(e.key) == eid:
-            del self._by_key[e.key]
+        if e.key is not None and e.key in self._by_key:
+            self._by_key[e.key].discard(eid)
+            if not self._by_key[e.key]:
+                del self._by_key[e.key]
+
+    def _expire_locked(self) -> None:
+        if self.ttl_s is None:
+            return
+        cutoff = time.monotonic() - self.ttl_s
+        for eid in [eid for eid, e in self._entries.items() if e.used < cutoff]:
+            self._drop_locked(eid)
+            self.stats.evictions += 1
 
     def clear(self) -> None:
         with self._lock:

@@ -1,10 +1,13 @@
-"""The draft's passes over a transcript: per-token importance, in one window or several, in one hop or two.
+"""The draft's passes over a transcript: one importance per token, and what the passes cost.
 
-:mod:`engine` asks this module for one number per transcript token and never sees the draft's
-windows or hops:
+:mod:`engine` asks this module for one number per transcript token and never sees the draft's cache,
+windows or hops (docs/design.md, "Passes"):
 
-* **windows**: a history longer than the draft's context is scored in fixed windows, each followed
-  by the restated question, so earlier windows stay cached from step to step.
+* **one pass** (:func:`score_pass`): the reusable prefix is looked up in the prefix store, only the
+  tokens past it are prefilled, and the prefix is written back; the rest (the queries, any look-ahead)
+  runs on a throw-away copy, so the store only ever holds transcript prefixes.
+* **windows**: a history longer than the draft's context is scored in windows that start on message
+  boundaries, each followed by the restated question, so earlier windows stay cached from step to step.
 * **second hop** (``ScoringConfig.hop_chunks``): the question names a service, the tool output says
   which record that service uses, and the record never mentions the question. One pass finds the
   first link only. So the best chunks of the first pass are restated after the question and their
@@ -14,72 +17,146 @@ windows or hops:
 
 from __future__ import annotations
 
-import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
-from . import scoring
-from .config import CompressorConfig
+from .config import CompressorConfig, ScoringConfig
+from .kvcache import PrefixCache, Snapshot, cache_from_snapshot, snapshot_of
+from .scoring import token_importance
+from .selection import Chunk, chunks_of
+from .stats import PassCost
 
 if TYPE_CHECKING:
     from .draft import DraftModel
-    from .engine import CompressionStats
-    from .kvcache import PrefixCache
     from .transcript import Transcript
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """A run of compressible tokens that is kept or dropped whole."""
+@dataclass
+class PassResult:
+    """Per-token importance of one scoring pass, and what it cost."""
 
-    part: int  # index into Transcript.parts
-    t0: int  # local token range within the part
-    t1: int
-    score: float
+    scores: torch.Tensor  # (n_context,) float32
+    reused_tokens: int
+    prefilled_tokens: int
+    prefill_s: float
+    scoring_s: float
+
+    def cost(self, *, count_tokens: bool = True, windows: int = 0) -> PassCost:
+        """This pass as a :class:`PassCost` (tokens left out when an earlier pass counted them)."""
+        return PassCost(
+            reused_tokens=self.reused_tokens if count_tokens else 0,
+            prefilled_tokens=self.prefilled_tokens if count_tokens else 0,
+            passes=1,
+            windows=windows,
+            prefill_s=self.prefill_s,
+            scoring_s=self.scoring_s,
+        )
 
 
-def chunks_of(t: Transcript, scores: torch.Tensor, chunk_tokens: int) -> list[Chunk]:
-    """The compressible parts cut into structure-following chunks, each scored by its mean."""
-    out = []
-    for pi, part in enumerate(t.parts):
-        if not part.compressible or part.n_tokens == 0:
-            continue
-        spans = scoring.make_chunks(torch.tensor(part.breaks), chunk_tokens)
-        cs = scoring.chunk_scores(scores[part.start : part.end], spans)
-        out += [Chunk(pi, a, b, float(s)) for (a, b), s in zip(spans, cs.tolist(), strict=True)]
-    return out
+def scoring_layers(draft: DraftModel, sc: ScoringConfig) -> list[int]:
+    """The layers whose queries score: full-attention layers only (their cache holds every key)."""
+    layers = draft.full_layers if sc.layers == "auto" else range(draft.n_layers)
+    return sorted(set(layers) & set(draft.full_layers))
+
+
+@torch.inference_mode()
+def score_pass(
+    draft: DraftModel,
+    ids: Sequence[int],
+    query_start: int,
+    *,
+    scoring: ScoringConfig | None = None,
+    store: PrefixCache | None = None,
+    key: str | None = None,
+    chunk: int = CompressorConfig.prefill_chunk,
+    prefix_end: int | None = None,
+) -> PassResult:
+    """Score every position of ``ids`` by the attention of the queries at ``query_start:``.
+
+    ``ids[:prefix_end]`` (default: up to ``query_start``) is the reusable prefix: it is looked up in
+    (and written back to) ``store``, so a transcript that only grew since the last call prefills
+    only its new tokens. Everything after it runs on a cache that the store never sees.
+    """
+    sc = scoring or ScoringConfig()
+    n = len(ids)
+    if not 0 < query_start < n:
+        msg = f"query_start={query_start} must lie inside the {n} ids (at least one context token)."
+        raise ValueError(msg)
+    prefix_end = query_start if prefix_end is None else prefix_end
+    if not 0 < prefix_end <= query_start:
+        msg = f"prefix_end={prefix_end} must lie in [1, query_start={query_start}]."
+        raise ValueError(msg)
+    if n + sc.lookahead > draft.context_length:
+        msg = (
+            f"{n} tokens (+{sc.lookahead} look-ahead) exceed the draft's context of "
+            f"{draft.context_length}: score the history in windows (the compressor does this)."
+        )
+        raise ValueError(msg)
+    prefix = list(ids[:prefix_end])
+    t0 = time.perf_counter()
+    snap: Snapshot | None = None
+    reused = 0
+    if store is not None:
+        snap, reused = store.lookup(prefix, key=key, croppable=not draft.has_sliding)
+    cache = cache_from_snapshot(draft.model.config, snap, draft.device) if snap else draft.new_cache()
+    cache = draft.prefill(prefix, cache, chunk=chunk)
+    if store is not None:
+        store.put(prefix, snapshot_of(cache), key=key)
+    t1 = time.perf_counter()
+
+    captured = draft.capture(list(ids[prefix_end:]), cache, layers=scoring_layers(draft, sc), lookahead=sc.lookahead)
+    # Only positions from `query_start` on are queries (tokens between prefix_end and query_start are
+    # read but do not ask); every look-ahead step is a query too.
+    captured = [(q[:, query_start - prefix_end :], k, s) for q, k, s in captured]
+    positions = torch.arange(query_start, n + sc.lookahead, device=draft.device)
+    scores = token_importance(
+        captured,
+        positions,
+        n,
+        pool_kernel=sc.pool_kernel,
+        layer_reduce=sc.layer_reduce,
+        head_reduce=sc.head_reduce,
+        query_reduce=sc.query_reduce,
+    )
+    t2 = time.perf_counter()
+    return PassResult(scores.float().cpu(), reused, prefix_end - reused, t1 - t0, t2 - t1)
 
 
 def token_scores(
-    t: Transcript,
-    draft: DraftModel,
-    store: PrefixCache | None,
-    cfg: CompressorConfig,
-    key: str | None,
-    stats: CompressionStats,
-) -> torch.Tensor:
-    """Importance of every transcript token, (len(t.ids),) float32."""
+    t: Transcript, draft: DraftModel, store: PrefixCache | None, cfg: CompressorConfig, key: str | None
+) -> tuple[torch.Tensor, PassCost]:
+    """Importance of every transcript token, ``(len(t.ids),)`` float32, and what it cost."""
     sc = cfg.scoring
     ids, query_start = t.scoring_sequence(sc)
     limit = draft.context_length - sc.lookahead
     if len(ids) > limit:
-        return _windowed(t, draft, store, cfg, key, stats)
-    scores = _pass(ids, query_start, draft, store, cfg, key, stats)[: len(t.ids)]
-    stats.windows = 1
+        return _windowed(t, draft, store, cfg, key)
+    first = score_pass(draft, ids, query_start, scoring=sc, store=store, key=key, chunk=cfg.prefill_chunk)
+    scores, cost = first.scores[: len(t.ids)], first.cost(windows=1)
     if sc.hop_chunks == 0:
-        return scores
+        return scores, cost
     best = sorted(chunks_of(t, scores, cfg.selection.chunk_tokens), key=lambda c: -c.score)[: sc.hop_chunks]
     restated = [i for c in sorted(best, key=lambda c: (c.part, c.t0)) for i in _chunk_ids(t, c)]
     if not restated or len(ids) + len(restated) > limit:
-        return scores  # no room for the restated chunks: one hop is still a valid answer
+        return scores, cost  # no room for the restated chunks: one hop is still a valid answer
     # The restated chunks go after the question (so they read it too) and only they are queries:
-    # the question's own queries were the first pass.
-    second = _pass(
-        [*ids, *restated], len(ids), draft, store, cfg, key, stats, prefix_end=query_start, count_tokens=False
-    )[: len(t.ids)]
-    return torch.maximum(scores, second)
+    # the question's own queries were the first pass. The prefix up to the question is the one the
+    # first pass stored; this pass re-reads it (its tokens are not counted twice).
+    second = score_pass(
+        draft,
+        [*ids, *restated],
+        len(ids),
+        scoring=sc,
+        store=store,
+        key=key,
+        chunk=cfg.prefill_chunk,
+        prefix_end=query_start,
+    )
+    return torch.maximum(scores, second.scores[: len(t.ids)]), cost.add(second.cost(count_tokens=False))
 
 
 def _chunk_ids(t: Transcript, c: Chunk) -> list[int]:
@@ -87,63 +164,56 @@ def _chunk_ids(t: Transcript, c: Chunk) -> list[int]:
     return t.ids[start + c.t0 : start + c.t1]
 
 
-def _pass(
-    ids: list[int],
-    query_start: int,
-    draft: DraftModel,
-    store: PrefixCache | None,
-    cfg: CompressorConfig,
-    key: str | None,
-    stats: CompressionStats,
-    *,
-    prefix_end: int | None = None,
-    count_tokens: bool = True,
-) -> torch.Tensor:
-    """One scoring pass; its cost goes into ``stats`` (its tokens too, unless it re-reads a prefix
-    that an earlier pass of this call already counted)."""
-    imp = draft.importance(
-        ids,
-        query_start,
-        scoring_config=cfg.scoring,
-        store=store,
-        key=key,
-        chunk=cfg.prefill_chunk,
-        prefix_end=prefix_end,
-    )
-    if count_tokens:
-        stats.reused_tokens += imp.reused_tokens
-        stats.prefilled_tokens += imp.prefilled_tokens
-    stats.prefill_s += imp.prefill_s
-    stats.scoring_s += imp.scoring_s
-    return imp.scores
+def window_starts(message_starts: Sequence[int], n: int, size: int) -> list[int]:
+    """Token positions where windows of at most ``size`` tokens begin, on message starts where possible.
+
+    A window ends before the first message start that would make it longer than ``size``; a single
+    message longer than ``size`` is cut at ``size``. The starts depend only on the transcript's own
+    tokens, never on the question, so they do not move when a new turn arrives, and windows before
+    the last stay byte-identical (cached) from step to step.
+    """
+    if size < 1:
+        msg = f"window size={size} must be at least 1 token."
+        raise ValueError(msg)
+    bounds = sorted({s for s in message_starts if 0 < s < n})
+    starts, pos = [0], 0
+    while n - pos > size:
+        fits = [s for s in bounds if pos < s <= pos + size]
+        pos = fits[-1] if fits else pos + size
+        starts.append(pos)
+    return starts
 
 
 def _windowed(
-    t: Transcript,
-    draft: DraftModel,
-    store: PrefixCache | None,
-    cfg: CompressorConfig,
-    key: str | None,
-    stats: CompressionStats,
-) -> torch.Tensor:
-    """Longer than the draft can read: score fixed windows of the history, each followed by the
-    restated question. Window k always covers the same ids, so earlier windows hit the cache on the
-    next step and only the last one grows. Scores of different windows are max-of-softmax values,
-    so they stay comparable enough for one global budget. (No second hop here: it would double the
-    cost of the longest inputs.)"""
+    t: Transcript, draft: DraftModel, store: PrefixCache | None, cfg: CompressorConfig, key: str | None
+) -> tuple[torch.Tensor, PassCost]:
+    """Longer than the draft can read: score windows of the history, each followed by the restated question.
+
+    Every window after the first also starts with the transcript's first message (the system prompt):
+    each window's softmax then has the same place to put the attention it gives nothing in particular
+    (an attention sink), so a window with nothing relevant scores low instead of spreading its whole
+    mass over irrelevant text, and scores of different windows can share one budget.
+    (No second hop here: it would double the cost of the longest inputs.)
+    """
     sc = cfg.scoring
     tail = t.restated_tail(sc)
-    size = draft.context_length - sc.lookahead - len(tail)
+    sink = t.ids[: t.message_start(1)] if len(t.messages) > 1 else []
+    sink = sink if len(sink) <= 512 else sink[:512]
+    size = draft.context_length - sc.lookahead - len(tail) - len(sink)
     if size < 256:
         msg = (
-            f"the question tail ({len(tail)} tokens) leaves no room in the draft's "
-            f"{draft.context_length}-token window: lower scoring.max_question_tokens."
+            f"the question tail ({len(tail)} tokens) and the first message ({len(sink)}) leave no room in the "
+            f"draft's {draft.context_length}-token window: lower scoring.max_question_tokens."
         )
         raise ValueError(msg)
     scores = torch.zeros(len(t.ids))
-    for k in range(math.ceil(len(t.ids) / size)):
-        seg = t.ids[k * size : (k + 1) * size]
+    cost = PassCost()
+    starts = window_starts([t.message_start(i) for i in range(len(t.messages))], len(t.ids), size)
+    for k, (a, b) in enumerate(zip(starts, [*starts[1:], len(t.ids)], strict=True)):
+        head = [] if a == 0 else sink
+        seg = head + t.ids[a:b]
         wkey = None if key is None else f"{key}#window{k}"
-        scores[k * size : k * size + len(seg)] = _pass(seg + tail, len(seg), draft, store, cfg, wkey, stats)[: len(seg)]
-        stats.windows += 1
-    return scores
+        res = score_pass(draft, seg + tail, len(seg), scoring=sc, store=store, key=wkey, chunk=cfg.prefill_chunk)
+        scores[a:b] = res.scores[len(head) : len(seg)]
+        cost = cost.add(res.cost(windows=1))
+    return scores, cost

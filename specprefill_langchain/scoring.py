@@ -1,25 +1,22 @@
-"""Attention of the draft's queries -> importance of each token -> chunks worth keeping.
+"""Attention of the draft's queries -> importance of each context token.
 
 Pure tensor functions, no model: :mod:`draft` captures the query states of a few positions at every
-layer, and this module turns them into one importance score per context token (DESIGN.md, part 4),
-cuts the text into chunks that follow its structure and picks the best chunks within a budget
-(part 5). Everything here is deterministic and testable with hand-made tensors.
+layer, and this module turns them into one importance score per context token (docs/design.md,
+"Scoring"). :mod:`selection` turns the scores into kept chunks. Everything here is deterministic and
+testable with hand-made tensors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-Reduce = Literal["max", "mean"]
+from .config import Reduce, ScoringConfig
 
-# The end of a span is always a boundary, counted as a line end: a tail of up to 2*target tokens is
-# still split at a line end nearer the target (so tails are no coarser than the rest), and a record
-# end inside the tail still wins, but prose with only word breaks ends in one piece at the span end.
-_SPAN_END = 3
+# The one home of defaults is config.py; the keyword defaults below restate none of them.
+_DEFAULT = ScoringConfig()
 
 
 # --------------------------------------------------------------------------- attention
@@ -139,10 +136,10 @@ def token_importance(
     query_positions: Tensor,
     n_context: int,
     *,
-    pool_kernel: int = 13,
-    layer_reduce: Reduce = "max",
-    head_reduce: Reduce = "max",
-    query_reduce: Reduce = "mean",
+    pool_kernel: int = _DEFAULT.pool_kernel,
+    layer_reduce: Reduce = _DEFAULT.layer_reduce,
+    head_reduce: Reduce = _DEFAULT.head_reduce,
+    query_reduce: Reduce = _DEFAULT.query_reduce,
 ) -> Tensor:
     """One importance score per context token, (n_context,) float32.
 
@@ -176,112 +173,3 @@ def token_importance(
     if layer_reduce == "mean":
         acc = acc / len(layers)
     return _reduce(acc, 0, query_reduce).float()
-
-
-# --------------------------------------------------------------------------- chunks
-def make_chunks(breaks: Tensor, target: int = 32) -> list[tuple[int, int]]:
-    """Cut [0, N) into consecutive (start, end) chunks that end at the text's strongest boundaries.
-
-    ``breaks[i]`` is how good a place the gap after token i is to end a chunk: 0 never (inside a
-    character), 1 inside a word, 2 between words, 3 line end, 4 record end. A chunk ends at the
-    strongest boundary whose length lies in [max(1, target//2), 2*target], the one nearest ``target``
-    among equals (ties: shorter). Chunks that follow lines and records are kept or dropped whole,
-    so a signature or a JSON record is never split in two halves that must both win.
-    """
-    if target < 1:
-        msg = f"chunk target={target} must be at least 1 token."
-        raise ValueError(msg)
-    if breaks.dim() != 1:
-        msg = f"breaks must be a 1-D tensor (N,), got shape {tuple(breaks.shape)}."
-        raise ValueError(msg)
-    if breaks.numel() == 0:
-        return []  # checked before the dtype: torch.tensor(()) is float32
-    if breaks.is_floating_point() or breaks.is_complex():
-        msg = f"breaks must hold integer break levels, got dtype {breaks.dtype}."
-        raise ValueError(msg)
-    levels = breaks.tolist()
-    n = len(levels)
-    lo, hi = max(1, target // 2), 2 * target
-    chunks: list[tuple[int, int]] = []
-    start = 0
-    while start < n:
-        end = _best_end(levels, start, lo, hi, target)
-        chunks.append((start, end))
-        start = end
-    return chunks
-
-
-def _level(levels: list[int], end: int) -> int:
-    """Strength of a cut right before token ``end`` (the span end is always a strong boundary)."""
-    return _SPAN_END if end == len(levels) else levels[end - 1]
-
-
-def _best_end(levels: list[int], start: int, lo: int, hi: int, target: int) -> int:
-    n = len(levels)
-    best: int | None = None
-    best_key = (0, 0, 0)
-    for end in range(min(start + lo, n), min(start + hi, n) + 1):
-        # A cut that would leave a tail shorter than `lo` is not a choice: the tail would be a
-        # sliver that scores on too few tokens. (Only a whole span shorter than `lo` may be short.)
-        if end < n and n - end < lo:
-            continue
-        level = _level(levels, end)
-        length = end - start
-        key = (level, -abs(length - target), -length)
-        if level >= 1 and (best is None or key > best_key):
-            best, best_key = end, key
-    if best is not None:
-        return best
-    # No allowed cut in the window (a long run of tokens that must stay together): cut at the first
-    # allowed place past the hard limit, and swallow the tail if it would be a sliver.
-    end = start + hi
-    while end < n and levels[end - 1] == 0:
-        end += 1
-    return n if n - end < lo else end
-
-
-def chunk_scores(token_scores: Tensor, chunks: Sequence[tuple[int, int]]) -> Tensor:
-    """Mean score of each chunk's tokens, (C,) float32."""
-    if token_scores.dim() != 1:
-        msg = f"token_scores must be 1-D (N,), got shape {tuple(token_scores.shape)}."
-        raise ValueError(msg)
-    n = token_scores.shape[0]
-    if not chunks:
-        return torch.zeros(0, dtype=torch.float32, device=token_scores.device)
-    bounds = torch.tensor(chunks, dtype=torch.long, device=token_scores.device)
-    starts, ends = bounds[:, 0], bounds[:, 1]
-    if bool(((starts < 0) | (ends > n) | (ends <= starts)).any()):
-        msg = f"every chunk (start, end) must satisfy 0 <= start < end <= {n} (token_scores {(n,)})."
-        raise ValueError(msg)
-    # Prefix sums give every chunk's sum in one subtraction; float64 keeps small scores exact enough
-    # after subtracting two large running totals.
-    csum = torch.zeros(n + 1, dtype=torch.float64, device=token_scores.device)
-    csum[1:] = token_scores.double().cumsum(0)
-    return ((csum[ends] - csum[starts]) / (ends - starts)).float()
-
-
-def select_chunks(scores: Tensor, lengths: Tensor, budget: int) -> Tensor:
-    """Which chunks to keep, (C,) bool: best score first, each kept iff it still fits the budget.
-
-    A chunk that does not fit is skipped, not a stopping point: a shorter, lower-scoring chunk may
-    still use the rest of the budget. The sort is stable, so ties go to the earlier chunk.
-    """
-    if scores.dim() != 1 or lengths.shape != scores.shape:
-        msg = f"scores {tuple(scores.shape)} and lengths {tuple(lengths.shape)} must be the same (C,) shape."
-        raise ValueError(msg)
-    if bool((lengths < 0).any()):
-        msg = "chunk lengths must be >= 0."
-        raise ValueError(msg)
-    keep = torch.zeros(scores.shape, dtype=torch.bool)
-    if budget <= 0:
-        return keep.to(scores.device)
-    # NaN would sort first and win; rank it last instead.
-    ranked = torch.nan_to_num(scores.detach().float().cpu(), nan=float("-inf"))
-    order = torch.sort(ranked, descending=True, stable=True).indices.tolist()
-    sizes = lengths.detach().cpu().tolist()
-    used = 0
-    for i in order:
-        if used + sizes[i] <= budget:
-            keep[i] = True
-            used += sizes[i]
-    return keep.to(scores.device)

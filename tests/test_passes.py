@@ -8,8 +8,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from transcripts import stdlib_source
 
 from specprefill_langchain import CompressorConfig, PrefixCache, ScoringConfig
-from specprefill_langchain.engine import CompressionStats
-from specprefill_langchain.passes import chunks_of, token_scores
+from specprefill_langchain.passes import score_pass, token_scores
+from specprefill_langchain.selection import chunks_of
 from specprefill_langchain.transcript import Transcript
 
 pytestmark = pytest.mark.real
@@ -36,10 +36,10 @@ def _two_hop_transcript():
 
 
 def _scores(smol, hop_chunks: int, store: PrefixCache | None = None):
-    cfg = CompressorConfig(scoring=ScoringConfig(hop_chunks=hop_chunks))
+    cfg = CompressorConfig(scoring=ScoringConfig(hop_chunks=hop_chunks, query="request"))
     t = Transcript(_two_hop_transcript(), smol.tokenizer, cfg.policy)
-    stats = CompressionStats()
-    return t, token_scores(t, smol, store, cfg, None, stats), stats
+    scores, cost = token_scores(t, smol, store, cfg, None)
+    return t, scores, cost
 
 
 def test_second_hop_only_adds_and_does_not_count_the_prefix_twice(smol) -> None:
@@ -78,13 +78,13 @@ def test_second_hop_follows_the_note_to_its_record(smol) -> None:
 def test_prefix_end_keeps_tokens_out_of_queries_and_cache(smol) -> None:
     ids = smol.tokenizer("The quick brown fox jumps over the lazy dog. " * 20)["input_ids"]
     store = PrefixCache()
-    full = smol.importance(ids, len(ids) - 8, store=store)
+    full = score_pass(smol, ids, len(ids) - 8, store=store)
     # Same 8 queries, but the 8 tokens before them are read on the throw-away cache.
-    split = smol.importance(ids, len(ids) - 8, store=PrefixCache(), prefix_end=len(ids) - 16)
+    split = score_pass(smol, ids, len(ids) - 8, store=PrefixCache(), prefix_end=len(ids) - 16)
     torch.testing.assert_close(split.scores, full.scores, atol=1e-5, rtol=1e-4)
     assert split.prefilled_tokens == len(ids) - 16
     with pytest.raises(ValueError, match="prefix_end"):
-        smol.importance(ids, 10, prefix_end=11)
+        score_pass(smol, ids, 10, prefix_end=11)
 
 
 def test_hop_chunks_is_validated() -> None:

@@ -6,14 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from specprefill_langchain.scoring import (
-    attention_probs,
-    chunk_scores,
-    make_chunks,
-    pool_tokens,
-    select_chunks,
-    token_importance,
-)
+from specprefill_langchain.scoring import attention_probs, pool_tokens, token_importance
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -171,10 +164,10 @@ def test_needle_wins_the_argmax() -> None:
     q[3, 1, 5] = 1.0
     k[1, 23, 5] = 30.0  # kv head 1 serves query heads 2 and 3
     pos = torch.tensor([58, 59, 61])
-    scores = token_importance([(q, k, 1.0)], pos, n, pool_kernel=1)
+    scores = token_importance([(q, k, 1.0)], pos, n, pool_kernel=1, query_reduce="mean")
     assert scores.shape == (n,) and scores.dtype == torch.float32
     assert int(scores.argmax()) == 23
-    pooled = token_importance([(q, k, 1.0)], pos, n, pool_kernel=13)
+    pooled = token_importance([(q, k, 1.0)], pos, n, pool_kernel=13, query_reduce="mean")
     assert abs(int(pooled.argmax()) - 23) <= 6
 
 
@@ -182,14 +175,15 @@ def test_reference_order_softmax_pool_max_heads_layers_mean_queries() -> None:
     layers = [_layer(10), _layer(11)]
     per = [pool_tokens(attention_probs(q, k, POS, scale=s, n_context=20), 5) for q, k, s in layers]
     expected = torch.maximum(per[0].amax(0), per[1].amax(0)).mean(0)
-    torch.testing.assert_close(token_importance(layers, POS, 20, pool_kernel=5), expected)
+    torch.testing.assert_close(token_importance(layers, POS, 20, pool_kernel=5, query_reduce="mean"), expected)
 
 
 def test_layer_reduce_max_vs_mean() -> None:
     l1, l2 = _layer(12), _layer(13)
-    one, two = token_importance([l1], POS, 20), token_importance([l2], POS, 20)
+    one = token_importance([l1], POS, 20, query_reduce="mean")
+    two = token_importance([l2], POS, 20, query_reduce="mean")
     # Query mean is linear, so the mean over layers commutes with it.
-    mean = token_importance([l1, l2], POS, 20, layer_reduce="mean")
+    mean = token_importance([l1, l2], POS, 20, layer_reduce="mean", query_reduce="mean")
     torch.testing.assert_close(mean, (one + two) / 2)
     # Max over layers then max over queries is the max of each layer's max over queries.
     qmax = token_importance([l1, l2], POS, 20, layer_reduce="max", query_reduce="max")
@@ -200,14 +194,14 @@ def test_layer_reduce_max_vs_mean() -> None:
             token_importance([l2], POS, 20, query_reduce="max"),
         ),
     )
-    assert torch.all(token_importance([l1, l2], POS, 20) >= mean - 1e-7)
+    assert torch.all(token_importance([l1, l2], POS, 20, query_reduce="mean") >= mean - 1e-7)
 
 
 def test_head_reduce_max_vs_mean() -> None:
     q, k, s = _layer(14)
     probs = attention_probs(q, k, POS, scale=s, n_context=20)
-    hmax = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="max")
-    hmean = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="mean")
+    hmax = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="max", query_reduce="mean")
+    hmean = token_importance([(q, k, s)], POS, 20, pool_kernel=1, head_reduce="mean", query_reduce="mean")
     torch.testing.assert_close(hmax, probs.amax(0).mean(0))
     torch.testing.assert_close(hmean, probs.mean(0).mean(0))
     # With head mean, pool 1, query mean, every query's row sums to 1, so the scores do too.
@@ -223,154 +217,6 @@ def test_token_importance_errors() -> None:
     q, k, s = _layer(16, qn=2)
     with pytest.raises(ValueError, match=r"query_positions \(3,\) must be \(2,\)"):
         token_importance([(q, k, s)], POS, 20)
-
-
-# --------------------------------------------------------------------------- make_chunks
-def _check_tiling(chunks: list[tuple[int, int]], n: int) -> None:
-    assert chunks[0][0] == 0 and chunks[-1][1] == n
-    assert all(a < b for a, b in chunks)
-    assert all(chunks[i][1] == chunks[i + 1][0] for i in range(len(chunks) - 1))
-
-
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("target", [4, 7, 32])
-def test_make_chunks_tiles_and_respects_lengths(seed, target) -> None:
-    g = _gen(seed)
-    n = int(torch.randint(1, 400, (1,), generator=g))
-    breaks = torch.randint(1, 5, (n,), generator=g)
-    chunks = make_chunks(breaks, target)
-    _check_tiling(chunks, n)
-    lo, hi = max(1, target // 2), 2 * target
-    lengths = [b - a for a, b in chunks]
-    assert all(length <= hi for length in lengths)
-    if n >= lo:
-        assert all(length >= lo for length in lengths)  # the tail too
-    assert make_chunks(breaks.clone(), target) == chunks
-
-
-def test_make_chunks_never_cuts_where_not_allowed() -> None:
-    g = _gen(20)
-    for _ in range(20):
-        n = int(torch.randint(1, 300, (1,), generator=g))
-        breaks = torch.randint(0, 5, (n,), generator=g)
-        breaks[torch.rand(n, generator=g) < 0.6] = 0  # long runs that must stay together
-        chunks = make_chunks(breaks, 8)
-        _check_tiling(chunks, n)
-        assert all(int(breaks[b - 1]) != 0 for _, b in chunks[:-1])
-
-
-def test_make_chunks_prefers_stronger_boundaries() -> None:
-    breaks = torch.full((100,), 2)
-    breaks[20] = 3  # a line end after token 20: chunk of 21 beats a word break at the target 32
-    assert make_chunks(breaks, 32)[0] == (0, 21)
-    breaks[40] = 4  # a record end, still within 2*target, beats the line end
-    assert make_chunks(breaks, 32)[0] == (0, 41)
-    inside = torch.ones(100, dtype=torch.long)
-    inside[50] = 2  # a word break beats cutting inside a word even far from the target
-    assert make_chunks(inside, 32)[0] == (0, 51)
-
-
-def test_make_chunks_nearest_to_target_and_ties_go_shorter() -> None:
-    breaks = torch.full((100,), 2)
-    breaks[[19, 29]] = 3
-    assert make_chunks(breaks, 32)[0] == (0, 30)
-    breaks = torch.full((100,), 2)
-    breaks[[27, 35]] = 3  # lengths 28 and 36 are both 4 from the target
-    assert make_chunks(breaks, 32)[0] == (0, 28)
-
-
-def test_make_chunks_tail_is_not_a_sliver() -> None:
-    assert make_chunks(torch.full((70,), 2), 32) == [(0, 32), (32, 70)]
-    assert make_chunks(torch.full((10,), 2), 32) == [(0, 10)]  # whole span shorter than target//2
-    assert make_chunks(torch.full((60,), 2), 32) == [(0, 60)]  # the span end beats word breaks
-
-
-def test_make_chunks_tail_still_splits_at_line_ends_near_the_target() -> None:
-    lines = torch.full((60,), 2)
-    lines[[14, 29, 44]] = 3
-    assert make_chunks(lines, 32) == [(0, 30), (30, 60)]
-    lines[15] = 4  # a record end beats the span end and the line ends
-    assert make_chunks(lines, 32) == [(0, 16), (16, 60)]  # a cut at 45 would leave a 15-token sliver
-
-
-def test_make_chunks_forced_cuts() -> None:
-    zeros = torch.zeros(50, dtype=torch.long)
-    assert make_chunks(zeros, 8) == [(0, 50)]
-    zeros[30] = 1
-    assert make_chunks(zeros, 8) == [(0, 31), (31, 50)]
-    assert make_chunks(torch.zeros(0, dtype=torch.long), 8) == []
-    assert make_chunks(torch.tensor(()), 8) == []  # an empty tuple becomes a float tensor
-
-
-def test_make_chunks_errors() -> None:
-    with pytest.raises(ValueError, match=r"1-D tensor \(N,\), got shape \(2, 3\)"):
-        make_chunks(torch.zeros(2, 3, dtype=torch.long))
-    with pytest.raises(ValueError, match="integer break levels"):
-        make_chunks(torch.zeros(4))
-    with pytest.raises(ValueError, match="target=0"):
-        make_chunks(torch.zeros(4, dtype=torch.long), 0)
-
-
-# --------------------------------------------------------------------------- chunk_scores
-def test_chunk_scores_is_the_mean_of_each_chunk() -> None:
-    g = _gen(30)
-    s = torch.rand(200, generator=g) * 1e-3
-    chunks = make_chunks(torch.randint(1, 5, (200,), generator=g), 16)
-    out = chunk_scores(s, chunks)
-    assert out.shape == (len(chunks),) and out.dtype == torch.float32
-    torch.testing.assert_close(out, torch.stack([s[a:b].mean() for a, b in chunks]))
-    assert chunk_scores(s, []).shape == (0,)
-
-
-def test_chunk_scores_errors() -> None:
-    with pytest.raises(ValueError, match=r"0 <= start < end <= 5"):
-        chunk_scores(torch.zeros(5), [(0, 3), (3, 6)])
-    with pytest.raises(ValueError, match=r"0 <= start < end"):
-        chunk_scores(torch.zeros(5), [(2, 2)])
-    with pytest.raises(ValueError, match=r"1-D \(N,\), got shape \(1, 5\)"):
-        chunk_scores(torch.zeros(1, 5), [(0, 1)])
-
-
-# --------------------------------------------------------------------------- select_chunks
-def test_select_chunks_picks_highest_first_and_skips_what_does_not_fit() -> None:
-    scores = torch.tensor([0.1, 0.9, 0.5, 0.7])
-    lengths = torch.tensor([10, 10, 30, 10])
-    assert select_chunks(scores, lengths, 20).tolist() == [False, True, False, True]
-    # 0.5 (30 tokens) no longer fits after 0.9 and 0.7, but the shorter 0.1 does.
-    assert select_chunks(scores, lengths, 35).tolist() == [True, True, False, True]
-
-
-def test_select_chunks_ties_go_to_the_earlier_chunk() -> None:
-    keep = select_chunks(torch.tensor([0.5, 0.2, 0.5, 0.5]), torch.tensor([4, 4, 4, 4]), 8)
-    assert keep.tolist() == [True, False, True, False]
-
-
-def test_select_chunks_budget_edges_and_never_over() -> None:
-    g = _gen(40)
-    scores = torch.rand(50, generator=g)
-    lengths = torch.randint(1, 40, (50,), generator=g)
-    total = int(lengths.sum())
-    assert not select_chunks(scores, lengths, 0).any()
-    assert not select_chunks(scores, lengths, -5).any()
-    assert select_chunks(scores, lengths, total).all()
-    assert select_chunks(scores, lengths, total + 100).all()
-    for budget in range(0, total, 37):
-        keep = select_chunks(scores, lengths, budget)
-        assert keep.dtype == torch.bool
-        assert int(lengths[keep].sum()) <= budget
-        assert torch.equal(keep, select_chunks(scores, lengths, budget))
-        # Greedy: the budget left only shrinks, so every dropped chunk is longer than what is left.
-        left = budget - int(lengths[keep].sum())
-        assert all(int(length) > left for length in lengths[~keep])
-
-
-def test_select_chunks_nan_scores_rank_last_and_shape_errors() -> None:
-    keep = select_chunks(torch.tensor([float("nan"), 0.1]), torch.tensor([5, 5]), 5)
-    assert keep.tolist() == [False, True]
-    with pytest.raises(ValueError, match=r"scores \(3,\) and lengths \(2,\)"):
-        select_chunks(torch.zeros(3), torch.ones(2, dtype=torch.long), 4)
-    with pytest.raises(ValueError, match="lengths must be >= 0"):
-        select_chunks(torch.zeros(2), torch.tensor([1, -1]), 4)
 
 
 def test_pool_of_probability_rows_is_float64_exact_to_1e7() -> None:

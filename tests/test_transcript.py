@@ -8,15 +8,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from transcripts import agent_transcript
 
 from specprefill_langchain import PolicyConfig, ScoringConfig
-from specprefill_langchain.transcript import (
-    HARD,
-    LINE,
-    NO_BREAK,
-    SPACE,
-    Transcript,
-    chat_format,
-    is_compressible,
-)
+from specprefill_langchain.boundaries import Cut
+from specprefill_langchain.chatformat import chat_format
+from specprefill_langchain.transcript import Transcript, is_compressible
 
 
 def test_ids_of_step_n_are_a_prefix_of_step_n_plus_1(smol):
@@ -66,14 +60,14 @@ def test_spans_tile_the_text_and_breaks_never_split_characters(smol):
     assert part.text == text
     pieces = [part.char_span(i, i + 1) for i in range(part.n_tokens)]
     assert "".join(text[a:b] for a, b in pieces) == text
-    assert part.breaks[-1] == HARD
+    assert part.breaks[-1] == Cut.LINE  # the end of a text cuts like a line end
     for i, level in enumerate(part.breaks[:-1]):
         cut = part.char_span(0, i + 1)[1]
-        if level != NO_BREAK:
+        if level != Cut.NONE:
             left, right = text[:cut], text[cut:]
             assert (left + right).encode("utf-8").decode("utf-8") == text
             assert not right or right[0] != "\u0301"
-    assert LINE in part.breaks and SPACE in part.breaks
+    assert Cut.LINE in part.breaks and Cut.SPACE in part.breaks
 
 
 def test_content_blocks_and_tool_calls_are_protected(smol):

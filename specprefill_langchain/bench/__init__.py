@@ -1,11 +1,14 @@
 """Benchmarks for specprefill_langchain: fidelity tasks, peer compressors, metrics and a CLI.
 
 Importing this package loads no draft model; methods that need one load it when first used.
+
+Layout (imports point down only): ``cli`` -> ``run_all`` -> ``runs/`` (fidelity, accuracy, latency,
+agent_step, kv_reuse) -> ``methods/`` (peers, ours, llmlingua, ``build_methods``) -> ``tasks/``
+(generators, sources, metrics). ``target`` is the local chat model the runs use as the target;
+``options``, ``intervals``, ``report`` and ``plots`` are leaves.
 """
 
-from specprefill_langchain.bench.fidelity import run_fidelity
-from specprefill_langchain.bench.metrics import evidence_retained, keep_fraction, message_text
-from specprefill_langchain.bench.peers import (
+from specprefill_langchain.bench.methods import (
     FullPrompt,
     KeepLast,
     KeepLastTokens,
@@ -13,7 +16,9 @@ from specprefill_langchain.bench.peers import (
     OursMethod,
     RandomChunks,
 )
+from specprefill_langchain.bench.runs.fidelity import run_fidelity
 from specprefill_langchain.bench.tasks import KINDS, Task, make_tasks
+from specprefill_langchain.bench.tasks.metrics import evidence_retained, keep_fraction, message_text
 
 __all__ = [
     "KINDS",

@@ -8,82 +8,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from specprefill_langchain.bench import accuracy, agent_step, latency, options
-from specprefill_langchain.bench.peers import (
-    FullPrompt,
-    KeepLast,
-    KeepLastTokens,
-    Method,
-    OursMethod,
-    RandomChunks,
-)
+from specprefill_langchain.bench import options, run_all
+from specprefill_langchain.bench.runs import accuracy, agent_step, fidelity, kv_reuse, latency
 from specprefill_langchain.bench.tasks import KINDS
 
-METHODS = ("ours", "full", "keep-last", "keep-last-tokens", "random", "llmlingua", "longllmlingua")
 Command = Callable[[argparse.Namespace], tuple[int, dict[str, Any]]]
 
 
-def _csv(kind: type, allowed: tuple[str, ...] | None = None) -> Callable[[str], list[Any]]:
-    def parse(text: str) -> list[Any]:
-        items = [kind(x.strip()) for x in text.split(",") if x.strip()]
-        bad = [x for x in items if allowed is not None and x not in allowed]
-        if not items or bad:
-            msg = f"expected a comma list of {list(allowed) if allowed else kind.__name__}, got {text!r}"
-            raise argparse.ArgumentTypeError(msg)
-        return items
-
-    return parse
-
-
-def _ratios(text: str) -> list[float]:
-    ratios = _csv(float)(text)
-    if any(not 0 < r <= 1 for r in ratios):
-        msg = f"keep ratios must be in (0, 1], got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return ratios
-
-
-def build_methods(names: list[str], drafts: list[str], seed: int = 0) -> tuple[list[Method], list[dict]]:
-    """Method objects for CLI names, one per draft for draft-based methods; unavailable ones as skipped."""
-    methods: list[Method] = []
-    skipped: list[dict[str, Any]] = []
-    simple: dict[str, Callable[[], Method]] = {
-        "full": FullPrompt,
-        "keep-last": KeepLast,
-        "keep-last-tokens": KeepLastTokens,
-        "random": lambda: RandomChunks(seed=seed),
-    }
-    for name in names:
-        if name in simple:
-            methods.append(simple[name]())
-        elif name == "ours":
-            methods.extend(OursMethod(draft=d) for d in drafts)
-        else:
-            for d in drafts:
-                try:
-                    from specprefill_langchain.bench.llmlingua_peer import LLMLinguaMethod
-
-                    methods.append(LLMLinguaMethod(draft=d, variant=name))
-                except (ImportError, RuntimeError, OSError) as exc:
-                    skipped.append({"method": name, "draft": d, "reason": f"{type(exc).__name__}: {exc}"})
-    return methods, skipped
-
-
 def cmd_fidelity(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench.fidelity import run_fidelity
-    from specprefill_langchain.bench.tasks import make_tasks
-
-    tasks = make_tasks(args.kinds, n_per_kind=args.n_per_kind, target_tokens=args.tokens, seed=args.seed)
-    methods, skipped = build_methods(args.methods, args.drafts, seed=args.seed)
-    print(f"fidelity: {len(tasks)} tasks, {len(methods)} methods", file=sys.stderr)
-    result = run_fidelity(methods, tasks, keep_ratios=args.keep_ratios, progress=True)
-    result["skipped"] = skipped + result["skipped"]
+    tasks = fidelity.tasks_of(args)
+    result = fidelity.run_args(args, tasks)
     result["config"] = {
         "methods": args.methods,
         "drafts": args.drafts,
@@ -94,9 +34,7 @@ def cmd_fidelity(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         "seed": args.seed,
     }
     if args.accuracy:
-        from specprefill_langchain.bench.run_all import _spread
-
-        result["accuracy"] = accuracy.run_args(args, "accuracy-", tasks=_spread(tasks, args.accuracy_tasks))
+        result["accuracy"] = accuracy.run_args(args, "accuracy-", tasks=tasks)  # spread to --accuracy-tasks
     if args.plots:
         from specprefill_langchain.bench.plots import plot_fidelity
 
@@ -104,20 +42,15 @@ def cmd_fidelity(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     return (0 if result["results"] else 1), result
 
 
-def cmd_kv_reuse(args: argparse.Namespace, prefix: str = "") -> tuple[int, dict[str, Any]]:
+def cmd_kv_reuse(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     try:
-        from specprefill_langchain.bench.kv_reuse import run_kv_reuse
-    except ImportError as exc:
+        return 0, kv_reuse.run_args(args)
+    except ImportError as exc:  # the library's pass API is imported only when the run starts
         return 2, {"error": f"kv-reuse benchmark unavailable: {exc}"}
-    get = functools.partial(options.get, args, prefix)
-    result = run_kv_reuse(
-        draft=get("draft"), history=get("history"), append=get("append"), repeats=get("repeats"), dtype=get("dtype")
-    )
-    return 0, dict(result)
 
 
 def cmd_latency(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench import latency, plots
+    from specprefill_langchain.bench import plots
 
     result = latency.run_args(args)
     if args.plots:
@@ -126,7 +59,7 @@ def cmd_latency(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 
 def cmd_agent_step(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench import agent_step, plots
+    from specprefill_langchain.bench import plots
 
     result = agent_step.run_args(args)
     if args.plots:
@@ -135,21 +68,15 @@ def cmd_agent_step(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
 
 
 def cmd_accuracy(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench import accuracy
-
     result = accuracy.run_args(args)
     return (0 if result["results"] else 1), result
 
 
 def cmd_all(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench.run_all import run_all
-
-    return run_all(args, args.command_line, functools.partial(cmd_kv_reuse, prefix="kv-"))
+    return run_all.run_all(args, args.command_line)
 
 
 def cmd_report(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
-    from pathlib import Path
-
     from specprefill_langchain.bench.report import update_readme, write_report
 
     source = Path(args.results)
@@ -169,40 +96,10 @@ def _add_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("--readme", default="README.md", help="README whose results block to rewrite ('' = none)")
 
 
-def _add_fidelity(p: argparse.ArgumentParser, in_all: bool = False) -> None:
-    # `all` adds keep-last (trim_messages) and uses fewer tasks per kind to stay within ~40 minutes.
-    methods = (
-        ["ours", "full", "keep-last", "keep-last-tokens", "random"]
-        if in_all
-        else ["ours", "full", "keep-last-tokens", "random"]
-    )
-    p.add_argument("--methods", type=_csv(str, METHODS), default=methods)
-    p.add_argument("--drafts", type=_csv(str), default=["smollm2-135m"])
-    p.add_argument("--keep-ratios", type=_ratios, default=[0.1, 0.2, 0.3, 0.5])
-    p.add_argument("--kinds", type=_csv(str, KINDS), default=None, help=f"default: all of {','.join(KINDS)}")
-    p.add_argument("--n-per-kind", type=int, default=2 if in_all else 4)
-    p.add_argument("--tokens", type=int, default=4000, help="approximate size of each transcript")
-    p.add_argument("--seed", type=int, default=0)
-    if not in_all:
-        p.add_argument("--accuracy", action="store_true", help="also ask the target (see the accuracy command)")
-        p.add_argument("--accuracy-tasks", type=int, default=8, help="fidelity tasks asked to the target")
-        accuracy.add_args(p, "accuracy-", with_tasks=False)
-
-
-def _add_kv_reuse(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    options.add(p, prefix, "draft", default="smollm2-135m")
-    options.add(p, prefix, "history", type=int, default=8192)
-    options.add(p, prefix, "append", type=int, default=512)
-    options.add(p, prefix, "repeats", type=int, default=3)
-    options.add(p, prefix, "dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-
-
-def _add_all(p: argparse.ArgumentParser) -> None:
-    from specprefill_langchain.bench import run_all  # lazy: run_all imports this module back
-
-    _add_fidelity(p, in_all=True)
-    _add_kv_reuse(p, "kv-")
-    run_all.add_args(p)
+def _add_fidelity(p: argparse.ArgumentParser) -> None:
+    fidelity.add_args(p)
+    p.add_argument("--accuracy", action="store_true", help="also ask the target (see the accuracy command)")
+    accuracy.add_args(p, "accuracy-", own_tasks=False)  # --accuracy-tasks: fidelity tasks asked
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,19 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots into DIR")
     parser = argparse.ArgumentParser(prog="python -m specprefill_langchain.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    commands: list[tuple[str, Command, str, list[Callable[[argparse.ArgumentParser], None]]]] = [
-        ("fidelity", cmd_fidelity, "evidence retention vs keep ratio", [_add_fidelity]),
-        ("latency", cmd_latency, "compression seconds per method at equal keep", [latency.add_args]),
-        ("agent-step", cmd_agent_step, "time to first token per agent step", [agent_step.add_args]),
-        ("accuracy", cmd_accuracy, "target answer accuracy, full vs compressed", [accuracy.add_args]),
-        ("kv-reuse", cmd_kv_reuse, "incremental prefill through the draft's KV cache", [_add_kv_reuse]),
-        ("all", cmd_all, "every benchmark above, results.json, plots, RESULTS.md", [_add_all]),
-        ("report", cmd_report, "rewrite RESULTS.md and the README block from results.json", [_add_report]),
+    commands: list[tuple[str, Command, str, Callable[[argparse.ArgumentParser], None]]] = [
+        ("fidelity", cmd_fidelity, "evidence retention vs keep ratio", _add_fidelity),
+        ("latency", cmd_latency, "compression seconds per method at equal keep", latency.add_args),
+        ("agent-step", cmd_agent_step, "time to first token per agent step", agent_step.add_args),
+        ("accuracy", cmd_accuracy, "target answer accuracy: full prompt, ours, a peer", accuracy.add_args),
+        ("kv-reuse", cmd_kv_reuse, "incremental prefill through the draft's KV cache", kv_reuse.add_args),
+        ("all", cmd_all, "every benchmark above, results.json, plots, RESULTS.md", run_all.add_args),
+        ("report", cmd_report, "rewrite RESULTS.md and the README block from results.json", _add_report),
     ]
-    for name, command, help_text, adders in commands:
+    for name, command, help_text, add in commands:
         p = sub.add_parser(name, parents=[common], help=help_text)
-        for add in adders:
-            add(p)
+        add(p)
         p.set_defaults(run=command)
     return parser
 
@@ -243,9 +139,7 @@ def _print_summary(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from specprefill_langchain.bench.run_all import command_line
-
-    args.command_line = command_line(argv)
+    args.command_line = options.command_line(argv)
     # Model libraries sometimes print; keep stdout for the one JSON object.
     with contextlib.redirect_stdout(sys.stderr):
         code, result = args.run(args)

@@ -1,4 +1,9 @@
-"""``docs/RESULTS.md`` from the JSON of ``bench all``: tables, the exact command, the machine."""
+"""``docs/RESULTS.md`` from the JSON of ``bench all``: tables, the exact command, the machine.
+
+Every accuracy or retention figure is printed with its sample size and 95 % Wilson interval, e.g.
+``0.917 [0.74, 0.98] (n=24)``: from the stored counts (``retained``, ``correct``) when present, else
+from the stored rate and ``n`` (results written before the counts were stored).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from specprefill_langchain.bench.intervals import format_rate, successes
 
 
 def machine() -> dict[str, Any]:
@@ -50,17 +57,27 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['method']} [{row['draft']}]" if row.get("draft") else str(row["method"])
 
 
+def _retention(row: dict[str, Any]) -> str:
+    n = int(row["n"])
+    k = row.get("retained")
+    return format_rate(int(k) if k is not None else successes(row["retention"], n), n)
+
+
 def _fidelity(res: dict[str, Any], title: str) -> list[str]:
     rows = [r for r in res.get("results", []) if r["task"] == "overall"]
     if not rows:
         return []
     ratios = sorted({r["keep_ratio"] for r in rows})
-    grid: dict[str, dict[float, float]] = {}
+    grid: dict[str, dict[float, str]] = {}
     for r in rows:
-        grid.setdefault(_label(r), {})[r["keep_ratio"]] = r["retention"]
+        grid.setdefault(_label(r), {})[r["keep_ratio"]] = _retention(r)
     body = [[m, *(grid[m].get(k) for k in ratios)] for m in grid]
-    n = rows[0]["n"]
-    out = [f"## {title}", "", f"Evidence retention (all evidence kept verbatim), {n} tasks.", ""]
+    sizes = sorted({r["n"] for r in rows})
+    intro = (
+        f"Evidence retention (all evidence kept verbatim) over {', '.join(map(str, sizes))} tasks, "
+        "with its 95 % Wilson interval."
+    )
+    out = [f"## {title}", "", intro, ""]
     return [*out, *_table(["method", *(f"keep {k}" for k in ratios)], body), *_skipped(res), ""]
 
 
@@ -72,13 +89,34 @@ def _skipped(res: dict[str, Any]) -> list[str]:
     )
 
 
+def _arms(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (target, arm); derived from the per-method rows of results written before arms."""
+    if res.get("arms"):
+        return list(res["arms"])
+    arms: list[dict[str, Any]] = []
+    for r in res.get("results", []):
+        n, target = int(r["n"]), r["target"]
+        if not any(a["target"] == target and a["arm"] == "full" for a in arms):
+            k = r["correct_full"] if "correct_full" in r else successes(r["accuracy_full"], n)
+            arms.append({"target": target, "arm": "full", "draft": None, "keep_ratio": None, "n": n, "correct": k})
+        k = r["correct"] if "correct" in r else successes(r["accuracy_compressed"], n)
+        arm = {"target": target, "arm": r["method"], "draft": r.get("draft"), "keep_ratio": r["keep_ratio"]}
+        arms.append({**arm, "n": n, "correct": k})
+    return arms
+
+
 def _accuracy(res: dict[str, Any]) -> list[str]:
     rows = [
-        [r["target"], _label(r), r["keep_ratio"], r["n"], r["accuracy_full"], r["accuracy_compressed"], r["ratio"]]
-        for r in res.get("results", [])
-    ]
-    head = ["target", "method", "keep", "n", "acc. full", "acc. compressed", "ratio"]
-    return ["## Target answer accuracy", "", *_table(head, rows), *_skipped(res), ""]
+        [a["target"], _label({"method": a["arm"], "draft": a.get("draft")}), a.get("keep_ratio"),
+         format_rate(int(a["correct"]), int(a["n"]))]
+        for a in _arms(res)
+    ]  # fmt: skip
+    intro = (
+        "Share of replies that contain the gold answer, with its 95 % Wilson interval; "
+        "every arm of a target answers the same tasks."
+    )
+    head = ["target", "arm", "keep", "accuracy [95 % CI] (n)"]
+    return ["## Target answer accuracy", "", intro, "", *_table(head, rows), *_skipped(res), ""]
 
 
 def _latency(res: dict[str, Any]) -> list[str]:

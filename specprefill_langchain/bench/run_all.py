@@ -2,23 +2,29 @@
 
     python -m specprefill_langchain.bench all --plots docs/
 
-Defaults are sized to finish in well under an hour on a 2-core CPU. LLMLingua/LongLLMLingua (slow:
-about a minute per 4k-token transcript here) run at one keep ratio on a subset of the fidelity tasks;
-the extra drafts run at that ratio on all of them. ``--quick`` shrinks everything to seconds-scale
-sizes for the smoke test. One benchmark that fails is reported with its error; the others still run.
+LLMLingua/LongLLMLingua (slow: about a minute per 4k-token transcript on a 2-core CPU) run at one keep
+ratio on a subset of the fidelity tasks; the extra drafts run at that ratio on all of them. The target
+accuracy run answers its own ``--accuracy-tasks`` (48) transcripts per arm (full prompt, ours, a peer),
+enough for a Wilson interval narrower than the gaps it is meant to show; it is the longest part.
+``--quick`` shrinks everything to seconds-scale sizes for the smoke test. One benchmark that fails is
+reported with its error; the others still run.
+
+Imports point one way: ``cli`` -> ``run_all`` -> ``runs`` -> ``methods`` -> ``tasks``; ``options``,
+``report`` and ``plots`` import nothing above them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from specprefill_langchain.bench import accuracy, agent_step, latency, options
+from specprefill_langchain.bench import options
+from specprefill_langchain.bench.runs import accuracy, agent_step, fidelity, kv_reuse, latency
+from specprefill_langchain.bench.tasks import spread
 
 QUICK = {
     "kinds": ["needle", "kv_json"],
@@ -30,6 +36,8 @@ QUICK = {
     "extra_drafts": [],
     "accuracy_targets": ["qwen2.5-coder-0.5b"],
     "accuracy_tasks": 1,
+    "accuracy_kinds": ["needle"],
+    "accuracy_tokens": 600,
     "latency_methods": ["ours", "random"],
     "latency_tokens": 600,
     "latency_n": 1,
@@ -43,6 +51,9 @@ BENCHES = ("fidelity", "accuracy", "latency", "agent_step", "kv_reuse")
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
+    """Every run's options (prefixed, except fidelity's), and those of ``all`` itself."""
+    fidelity.add_args(p, in_all=True)
+    kv_reuse.add_args(p, "kv-")
     p.add_argument("--quick", action="store_true", help="tiny sizes (seconds to a few minutes)")
     p.add_argument("--skip", type=options.csv, default=[], help=f"benchmarks to leave out: {','.join(BENCHES)}")
     p.add_argument("--out", default="docs/results.json", help="where to write the JSON of all results")
@@ -52,17 +63,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peer-keep", type=options.ratio, default=0.3, help="keep ratio for peers and extra drafts")
     p.add_argument("--peer-tasks", type=int, default=4, help="fidelity tasks the LLMLingua peers run on")
     p.add_argument("--extra-drafts", type=options.csv, default=["gemma3-270m", "qwen2.5-coder-0.5b"])
-    p.add_argument("--accuracy-tasks", type=int, default=8, help="fidelity tasks asked to the target")
-    accuracy.add_args(p, "accuracy-", with_tasks=False)
+    accuracy.add_args(p, "accuracy-")  # its own --accuracy-tasks (48) transcripts, not the fidelity ones
     latency.add_args(p, "latency-")
     agent_step.add_args(p, "agent-")
-
-
-def _spread(items: list[Any], n: int) -> list[Any]:
-    """``n`` items spread evenly over ``items`` (so every task kind gets its turn)."""
-    if n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(max(1, n))]
 
 
 def _safe(name: str, fn: Any) -> dict[str, Any]:
@@ -74,46 +77,37 @@ def _safe(name: str, fn: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_all(args: argparse.Namespace, argv_text: str, kv_command: Any) -> tuple[int, dict[str, Any]]:
-    from specprefill_langchain.bench.cli import build_methods
-    from specprefill_langchain.bench.fidelity import run_fidelity
+def run_all(args: argparse.Namespace, argv_text: str) -> tuple[int, dict[str, Any]]:
     from specprefill_langchain.bench.report import machine, update_readme, write_report
-    from specprefill_langchain.bench.tasks import make_tasks
 
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
     out: dict[str, Any] = {"machine": machine(), "command": argv_text, "quick": args.quick}
-    tasks = make_tasks(args.kinds, n_per_kind=args.n_per_kind, target_tokens=args.tokens, seed=args.seed)
+    tasks = fidelity.tasks_of(args)
     skip = set(args.skip)
 
-    def fidelity(names: list[str], drafts: list[str], ratios: list[float], subset: list[Any]) -> dict[str, Any]:
-        methods, skipped = build_methods(names, drafts, seed=args.seed)
-        res = run_fidelity(methods, subset, keep_ratios=ratios, progress=True)
-        res["skipped"] = skipped + res["skipped"]
-        return res
-
     if "fidelity" not in skip:
-        out["fidelity"] = _safe("fidelity", lambda: fidelity(args.methods, args.drafts, args.keep_ratios, tasks))
+        out["fidelity"] = _safe("fidelity", lambda: fidelity.run_args(args, tasks))
         if args.peer_methods:
-            subset = _spread(tasks, args.peer_tasks)
+            subset = spread(tasks, args.peer_tasks)
             names = ["ours", "random", *args.peer_methods]
             out["fidelity_peers"] = _safe(
-                "fidelity peers", lambda: fidelity(names, args.drafts, [args.peer_keep], subset)
+                "fidelity peers", lambda: fidelity.run_args(args, subset, names, keep_ratios=[args.peer_keep])
             )
         if args.extra_drafts:
             out["fidelity_drafts"] = _safe(
-                "fidelity drafts", lambda: fidelity(["ours"], args.extra_drafts, [args.peer_keep], tasks)
+                "fidelity drafts",
+                lambda: fidelity.run_args(args, tasks, ["ours"], args.extra_drafts, keep_ratios=[args.peer_keep]),
             )
     if "accuracy" not in skip:
-        subset = _spread(tasks, args.accuracy_tasks)
-        out["accuracy"] = _safe("accuracy", lambda: accuracy.run_args(args, "accuracy-", tasks=subset))
+        out["accuracy"] = _safe("accuracy", lambda: accuracy.run_args(args, "accuracy-"))
     if "latency" not in skip:
         out["latency"] = _safe("latency", lambda: latency.run_args(args, "latency-"))
     if "agent_step" not in skip:
         out["agent_step"] = _safe("agent-step", lambda: agent_step.run_args(args, "agent-"))
     if "kv_reuse" not in skip:
-        out["kv_reuse"] = _safe("kv-reuse", lambda: kv_command(args)[1])
+        out["kv_reuse"] = _safe("kv-reuse", lambda: kv_reuse.run_args(args, "kv-"))
     out["plots"] = [str(p) for p in _plots(out, args.plots)] if args.plots else []
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +131,3 @@ def _plots(out: dict[str, Any], plot_dir: str) -> list[Path]:
         if isinstance(res, dict) and "error" not in res:
             paths += fn(res, plot_dir)
     return paths
-
-
-def command_line(argv: list[str] | None) -> str:
-    return shlex.join(["python", "-m", "specprefill_langchain.bench", *(argv if argv is not None else sys.argv[1:])])

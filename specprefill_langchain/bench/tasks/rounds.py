@@ -13,7 +13,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
-from specprefill_langchain.bench import sources
+from specprefill_langchain.bench.tasks import sources
 
 SYSTEM_PROMPT = (
     "You are a careful software assistant working in a CPython checkout and its internal services. "

@@ -10,7 +10,7 @@ import itertools
 import random
 import string
 
-from specprefill_langchain.bench.rounds import Round, TaskParts
+from specprefill_langchain.bench.tasks.rounds import Round, TaskParts
 
 FILLER = (
     "The grass is green.",

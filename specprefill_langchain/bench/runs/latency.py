@@ -16,67 +16,13 @@ import sys
 import time
 from typing import Any
 
-from langchain_core.messages import BaseMessage
-
 from specprefill_langchain.bench import options
-from specprefill_langchain.bench.fidelity import SETUP_ERRORS
-from specprefill_langchain.bench.peers import KeepLast, KeepLastTokens, Method, RandomChunks
+from specprefill_langchain.bench.methods import METHODS, SETUP_ERRORS, build_methods
 from specprefill_langchain.bench.tasks import KINDS, make_tasks
-
-METHODS = ("ours", "llmlingua", "longllmlingua", "random", "keep-last", "keep-last-tokens")
 
 
 def _log(msg: str) -> None:
     print(f"[latency] {msg}", file=sys.stderr, flush=True)
-
-
-class ColdOurs:
-    """``SpecPrefillCompressor`` with its KV cache emptied before each call (no reuse at all)."""
-
-    name = "ours"
-
-    def __init__(self, draft: str, dtype: str) -> None:
-        self.draft = draft
-        self.dtype = dtype
-        self.last_stats: Any = None
-
-    def setup(self) -> None:
-        from specprefill_langchain import DraftModel
-
-        self._model = DraftModel.load(self.draft, dtype=self.dtype)  # outside any timing
-        self._compressors: dict[float, Any] = {}
-
-    def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]:
-        from specprefill_langchain import SpecPrefillCompressor
-
-        if keep_ratio not in self._compressors:
-            self._compressors[keep_ratio] = SpecPrefillCompressor(
-                draft=self._model, keep_ratio=keep_ratio, dtype=self.dtype, on_error="raise"
-            )
-        compressor = self._compressors[keep_ratio]
-        compressor.cache.clear()
-        result = compressor.compress(messages)
-        self.last_stats = result.stats
-        return list(result.messages)
-
-
-def make_methods(names: list[str], draft: str, dtype: str) -> tuple[list[Method], list[dict[str, Any]]]:
-    methods: list[Method] = []
-    skipped: list[dict[str, Any]] = []
-    simple = {"random": RandomChunks, "keep-last": KeepLast, "keep-last-tokens": KeepLastTokens}
-    for name in names:
-        if name in simple:
-            methods.append(simple[name]())
-        elif name == "ours":
-            methods.append(ColdOurs(draft, dtype))
-        else:
-            try:
-                from specprefill_langchain.bench.llmlingua_peer import LLMLinguaMethod
-
-                methods.append(LLMLinguaMethod(draft=draft, variant=name))  # type: ignore[arg-type]
-            except SETUP_ERRORS as exc:
-                skipped.append({"method": name, "draft": draft, "reason": f"{type(exc).__name__}: {exc}"})
-    return methods, skipped
 
 
 def run_latency(
@@ -94,7 +40,7 @@ def run_latency(
     kinds = [KINDS[i % len(KINDS)] for i in range(n)]
     tasks = [make_tasks([k], n_per_kind=1, target_tokens=tokens, seed=seed + i)[0] for i, k in enumerate(kinds)]
     warmup = make_tasks([KINDS[0]], n_per_kind=1, target_tokens=500, seed=seed + 1000)[0]
-    objs, skipped = make_methods(methods, draft, dtype)
+    objs, skipped = build_methods(methods, [draft], seed=seed, cold=True, dtype=dtype)
     results: list[dict[str, Any]] = []
     for method in objs:
         label = getattr(method, "draft", None)
@@ -153,7 +99,7 @@ def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         msg = f"unknown latency methods {unknown}; choose from {list(METHODS)}"
-        raise ValueError(msg)
+        raise ValueError(msg)  # before any task is built or model loaded
     return run_latency(
         methods,
         tokens=options.get(args, prefix, "tokens"),

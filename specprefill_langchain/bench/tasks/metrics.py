@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
-if TYPE_CHECKING:
-    from specprefill_langchain.bench.tasks import Task
+from specprefill_langchain.bench.tasks.types import Task
 
 GAP = " … "
 # Messages are joined with a separator no evidence line contains, so no match spans two messages.

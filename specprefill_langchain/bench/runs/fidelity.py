@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import traceback
@@ -11,12 +12,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from specprefill_langchain.bench.metrics import evidence_fraction, evidence_retained, keep_fraction
-from specprefill_langchain.bench.peers import Method
-from specprefill_langchain.bench.tasks import Task
-
-# Errors that mean "this method cannot run here" (missing package, model or memory), not a bug.
-SETUP_ERRORS = (ImportError, RuntimeError, OSError)
+from specprefill_langchain.bench import options
+from specprefill_langchain.bench.methods import METHODS, SETUP_ERRORS, Method, build_methods
+from specprefill_langchain.bench.tasks import KINDS, Task, make_tasks
+from specprefill_langchain.bench.tasks.metrics import evidence_fraction, evidence_retained, keep_fraction
 
 
 def _setup(method: Method) -> str | None:
@@ -35,18 +34,19 @@ def _rows(name: str, draft: str | None, ratio: float, scores: dict[str, list[tup
     everything = [s for kind_scores in scores.values() for s in kind_scores]
     for kind, values in [*sorted(scores.items()), ("overall", everything)]:
         n = len(values)
-        retention, fraction, kept, seconds = (sum(col) / n for col in zip(*values, strict=True))
+        retained, fraction, kept, seconds = (sum(col) for col in zip(*values, strict=True))
         rows.append(
             {
                 "method": name,
                 "draft": draft,
                 "keep_ratio": ratio,
                 "task": kind,
-                "retention": retention,
+                "retention": retained / n,
+                "retained": round(retained),  # k of the n tasks: what a confidence interval needs
                 "n": n,
-                "evidence_fraction": fraction,
-                "kept_fraction": kept,
-                "seconds": seconds,
+                "evidence_fraction": fraction / n,
+                "kept_fraction": kept / n,
+                "seconds": seconds / n,
             }
         )
     return rows
@@ -60,10 +60,11 @@ def run_fidelity(
 ) -> dict[str, Any]:
     """Compress every task with every method at every ratio; score verbatim evidence retention.
 
-    ``retention`` is the share of tasks whose evidence strings all survive; ``evidence_fraction`` the
-    mean share of evidence strings that survive; ``kept_fraction`` the share of tool-output characters
-    kept, to check that methods honour the ratio. A method that cannot set up or fails while
-    compressing is listed under ``skipped`` with the reason, and none of its rows are reported.
+    ``retention`` is the share of tasks whose evidence strings all survive (``retained`` of ``n``);
+    ``evidence_fraction`` the mean share of evidence strings that survive; ``kept_fraction`` the share
+    of tool-output characters kept, to check that methods honour the ratio. A method that cannot set
+    up or fails while compressing is listed under ``skipped`` with the reason, and none of its rows
+    are reported.
     """
     if not tasks:
         msg = "run_fidelity needs at least one task"
@@ -115,3 +116,37 @@ def run_fidelity(
             bar.close()
         results.extend(rows)
     return {"results": results, "skipped": skipped}
+
+
+def add_args(p: argparse.ArgumentParser, in_all: bool = False) -> None:
+    """The fidelity options (unprefixed, also under ``bench all``)."""
+    # `all` adds keep-last (trim_messages) and uses fewer tasks per kind to stay within ~40 minutes.
+    methods = ["ours", "full", "keep-last-tokens", "random"]
+    if in_all:
+        methods.insert(2, "keep-last")
+    p.add_argument("--methods", type=options.csv_of(str, METHODS), default=methods)
+    p.add_argument("--drafts", type=options.csv_of(str), default=["smollm2-135m"])
+    p.add_argument("--keep-ratios", type=options.ratios, default=[0.1, 0.2, 0.3, 0.5])
+    p.add_argument("--kinds", type=options.csv_of(str, KINDS), default=None, help=f"default: all of {','.join(KINDS)}")
+    p.add_argument("--n-per-kind", type=int, default=2 if in_all else 4)
+    p.add_argument("--tokens", type=int, default=4000, help="approximate size of each transcript")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def tasks_of(args: argparse.Namespace) -> list[Task]:
+    return make_tasks(args.kinds, n_per_kind=args.n_per_kind, target_tokens=args.tokens, seed=args.seed)
+
+
+def run_args(
+    args: argparse.Namespace,
+    tasks: Sequence[Task],
+    names: Sequence[str] | None = None,
+    drafts: Sequence[str] | None = None,
+    keep_ratios: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Fidelity of ``names`` x ``drafts`` (default: the options') on ``tasks``; factory skips merged in."""
+    methods, skipped = build_methods(names or args.methods, drafts or args.drafts, seed=args.seed)
+    print(f"fidelity: {len(tasks)} tasks, {len(methods)} methods", file=sys.stderr)
+    result = run_fidelity(methods, tasks, keep_ratios=keep_ratios or args.keep_ratios, progress=True)
+    result["skipped"] = skipped + result["skipped"]
+    return result

@@ -6,24 +6,27 @@ All timings are medians over ``repeats`` in one process. ``max_abs_score_diff`` 
 importance scores of the incremental path with the from-scratch path on the same tokens, and
 ``plain_prefill_s`` is the same tokens through a plain prefill (no query capture, no scoring), so
 scoring overhead = scratch_s / plain_prefill_s - 1. ``flop_ceiling`` is the speed-up that equally
-efficient kernels would give (the appended tokens still attend to the whole history).
+efficient kernels would give: both arms forward the appended tokens and the question tail, and each of
+those still attends to the whole history.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import inspect
 import json
 import statistics
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..config import ScoringConfig
-from ..draft import DraftModel
-from ..kvcache import PrefixCache, snapshot_of
-from ..transcript import chat_format
+from specprefill_langchain.bench import options
+
+if TYPE_CHECKING:
+    from specprefill_langchain import DraftModel
 
 QUESTION = "Which function decodes a JSON document, and what does it return?"
 
@@ -45,27 +48,38 @@ def _history_ids(draft: DraftModel, n: int) -> list[int]:
     return ids[:n]
 
 
-def flop_ceiling(model: DraftModel, history: int, total: int) -> float:
-    """Scratch FLOPs / incremental FLOPs: the speed-up that kernels of equal efficiency would give.
+def flop_ratio(linear_flops_per_token: float, attn_flops_per_pair: float, history: int, total: int) -> float:
+    """Scratch FLOPs / incremental FLOPs for ``total`` tokens of which the first ``history`` are cached.
 
-    Per token, the decoder's matmuls cost 2 FLOPs per weight; per (query, key) pair and layer,
-    attention costs 4 * heads * head_dim (q·k and the weighted sum of v). From scratch every one of
-    ``total`` tokens is forwarded and attends to its whole prefix; incrementally only the tokens past
-    ``history`` are, but each of them still attends to everything before it. That second term is
-    why the ratio stays far below total/appended.
+    From scratch every one of ``total`` tokens is forwarded and attends to its whole prefix
+    (position p sees p + 1 keys); incrementally only positions ``history .. total - 1`` are forwarded,
+    but each of them still attends to everything before it. That second term is why the ratio stays
+    far below total / (total - history).
     """
-    cfg = model.model.config.get_text_config(decoder=True)
-    layers = model._decoder.layers
-    linear = 2 * sum(p.numel() for p in layers.parameters() if p.dim() == 2)
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    per_pair = 4 * cfg.num_attention_heads * head_dim * cfg.num_hidden_layers
+    if not 0 <= history < total:
+        msg = f"need 0 <= history < total, got history={history}, total={total}"
+        raise ValueError(msg)
 
     def cost(first: int) -> float:
         tokens = total - first
-        pairs = (total * (total + 1) - first * (first + 1)) // 2  # positions first..total-1 see p+1 keys
-        return linear * tokens + per_pair * pairs
+        pairs = (total * (total + 1) - first * (first + 1)) // 2  # sum of p + 1 over p = first .. total - 1
+        return linear_flops_per_token * tokens + attn_flops_per_pair * pairs
 
     return cost(0) / cost(history)
+
+
+def flop_ceiling(model: DraftModel, history: int, total: int) -> float:
+    """:func:`flop_ratio` from the draft's shapes: the speed-up that kernels of equal efficiency would give.
+
+    ``total`` counts every token the scratch arm forwards (history, appended tokens and the question
+    tail). Per token, the decoder's matmuls cost 2 FLOPs per weight; per (query, key) pair and layer,
+    attention costs 4 * heads * head_dim (q·k and the weighted sum of v).
+    """
+    cfg = model.model.config.get_text_config(decoder=True)
+    linear = 2 * sum(p.numel() for p in model.decoder_layers.parameters() if p.dim() == 2)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    per_pair = 4 * cfg.num_attention_heads * head_dim * cfg.num_hidden_layers
+    return flop_ratio(linear, per_pair, history, total)
 
 
 def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
@@ -84,6 +98,11 @@ def run_kv_reuse(
     repeats: int = 3,
     dtype: str = "float32",
 ) -> dict[str, Any]:
+    from specprefill_langchain import DraftModel, PrefixCache, ScoringConfig
+    from specprefill_langchain.chatformat import chat_format
+    from specprefill_langchain.kvcache import snapshot_of
+    from specprefill_langchain.passes import score_pass
+
     _log(f"loading draft {draft} ({dtype})")
     model = DraftModel.load(draft, dtype=dtype)
     fmt = chat_format(model.tokenizer)
@@ -101,7 +120,7 @@ def run_kv_reuse(
     _log(f"plain prefill of {len(full)} tokens x{repeats}")
     plain_s, _ = _median_time(lambda: model.prefill(full), repeats)
     _log(f"scoring from scratch x{repeats}")
-    scratch_s, scratch = _median_time(lambda: model.importance(full, qs, scoring_config=sc), repeats)
+    scratch_s, scratch = _median_time(lambda: score_pass(model, full, qs, scoring=sc), repeats)
 
     _log(f"prefilling the {history}-token history once for the cache")
     base = snapshot_of(model.prefill(hist))
@@ -109,7 +128,7 @@ def run_kv_reuse(
     def incremental() -> Any:
         store = PrefixCache()
         store.put(hist, base)  # the state an agent loop is in after the previous step
-        return model.importance(full, qs, scoring_config=sc, store=store)
+        return score_pass(model, full, qs, scoring=sc, store=store)
 
     _log(f"scoring with the history cached x{repeats}")
     incr_s, incr = _median_time(incremental, repeats)
@@ -124,7 +143,7 @@ def run_kv_reuse(
         "scratch_s": round(scratch_s, 4),
         "incremental_s": round(incr_s, 4),
         "speedup": round(scratch_s / incr_s, 2),
-        "flop_ceiling": round(flop_ceiling(model, history, qs), 2),
+        "flop_ceiling": round(flop_ceiling(model, history, len(full)), 2),
         "plain_prefill_s": round(plain_s, 4),
         "scoring_overhead": round(scratch_s / plain_s - 1, 4),
         "reused_tokens": incr.reused_tokens,
@@ -133,3 +152,18 @@ def run_kv_reuse(
     }
     _log(json.dumps(result))
     return result
+
+
+def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    options.add(p, prefix, "draft", default="smollm2-135m")
+    options.add(p, prefix, "history", type=int, default=6000, help="cached tokens (+ append + question <= context)")
+    options.add(p, prefix, "append", type=int, default=512)
+    options.add(p, prefix, "repeats", type=int, default=3)
+    options.add(p, prefix, "dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+
+
+def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    get = functools.partial(options.get, args, prefix)
+    return run_kv_reuse(
+        draft=get("draft"), history=get("history"), append=get("append"), repeats=get("repeats"), dtype=get("dtype")
+    )

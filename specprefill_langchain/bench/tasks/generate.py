@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import TypeVar
 
 from langchain_core.messages import BaseMessage, ToolMessage
 
-from specprefill_langchain.bench import real_tasks, ruler
-from specprefill_langchain.bench.metrics import message_text
-from specprefill_langchain.bench.rounds import TaskParts, arrange, build_messages
+from specprefill_langchain.bench.tasks import real_tasks, ruler
+from specprefill_langchain.bench.tasks.metrics import message_text
+from specprefill_langchain.bench.tasks.rounds import TaskParts, arrange, build_messages
+from specprefill_langchain.bench.tasks.types import Task
 
+T = TypeVar("T")
 Generator = Callable[[random.Random, int, float], TaskParts]
 
 GENERATORS: dict[str, Generator] = {
@@ -34,17 +36,6 @@ KINDS: tuple[str, ...] = tuple(GENERATORS)
 CHARS_PER_TOKEN = 4  # sizing only; real token counts depend on the tokenizer
 _OVERHEAD_CHARS = 900  # system prompt, request, AI turns and the question
 _MAX_EVIDENCE_CHARS = 150
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str
-    kind: str
-    messages: list[BaseMessage]
-    question: str
-    answer: str
-    evidence: tuple[str, ...]
-    n_draft_tokens_hint: int
 
 
 def make_tasks(
@@ -97,3 +88,20 @@ def _problem(parts: TaskParts, messages: list[BaseMessage]) -> str | None:
         if everything.count(ev) != 1:
             return f"evidence occurs {everything.count(ev)} times: {ev!r}"
     return None
+
+
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """``n`` items spread evenly over ``items`` (so every task kind gets its turn); all when ``n >= len``."""
+    if n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(max(1, n))]
+
+
+def make_count(count: int, kinds: Sequence[str] | None = None, target_tokens: int = 4000, seed: int = 0) -> list[Task]:
+    """``count`` tasks spread over ``kinds`` (every kind gets ``count // len(kinds)`` or one more)."""
+    if count < 1:
+        msg = f"count must be at least 1, got {count}"
+        raise ValueError(msg)
+    chosen = tuple(kinds) if kinds is not None else KINDS
+    per_kind = -(-count // len(chosen))
+    return spread(make_tasks(chosen, n_per_kind=per_kind, target_tokens=target_tokens, seed=seed), count)

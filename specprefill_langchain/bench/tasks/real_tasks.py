@@ -11,8 +11,8 @@ import functools
 import random
 from dataclasses import dataclass
 
-from specprefill_langchain.bench import sources
-from specprefill_langchain.bench.rounds import Round, TaskParts, clip_lines, insert_line, window
+from specprefill_langchain.bench.tasks import sources
+from specprefill_langchain.bench.tasks.rounds import Round, TaskParts, clip_lines, insert_line, window
 
 # Names for invented services; the facts themselves are the only invented text in these tasks.
 _ADJ = ("amber", "brisk", "cobalt", "dusty", "eager", "fuzzy", "gentle", "hollow", "ivory", "jolly")

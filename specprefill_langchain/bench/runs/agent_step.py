@@ -4,7 +4,7 @@
 
 Step ``k`` of the loop sends the system prompt, the human request (which holds the question) and the
 first ``k`` tool rounds (one ``AIMessage`` tool call + its ``ToolMessage`` each; real files, pydoc
-pages, greps and JSON from :mod:`.rounds`, with a needle in one of them). Per step it measures:
+pages, greps and JSON from :mod:`..tasks.rounds`, with a needle in one of them). Per step it measures:
 
 * ``full_ttft_s``: the target's prefill of the whole chat-templated prompt, i.e. one forward pass
   with ``logits_to_keep=1``. On CPU that *is* the time to first token (choosing the token is free).
@@ -31,8 +31,9 @@ from typing import Any
 import torch
 from langchain_core.messages import BaseMessage
 
-from specprefill_langchain.bench import options, real_tasks
-from specprefill_langchain.bench.rounds import Round, build_messages, filler_rounds
+from specprefill_langchain.bench import options
+from specprefill_langchain.bench.tasks import real_tasks
+from specprefill_langchain.bench.tasks.rounds import Round, build_messages, filler_rounds
 
 CHARS_PER_TOKEN = 4  # first guess only; the history is re-sized once with the draft's real count
 
@@ -83,10 +84,10 @@ class Target:
     """The local target's prefill, timed: the exact ids ``LocalChatModel`` would feed to ``generate``."""
 
     def __init__(self, name: str, dtype: str) -> None:
-        from specprefill_langchain.chat import LocalChatModel, _load
+        from specprefill_langchain.bench.target import LocalChatModel, load_model
 
         self.chat = LocalChatModel(model=name, dtype=dtype)  # type: ignore[arg-type]
-        self.loaded = _load(name, dtype)
+        self.loaded = load_model(name, dtype)
 
     def ids(self, messages: list[BaseMessage]) -> torch.Tensor:
         text = self.chat.render_prompt(messages)

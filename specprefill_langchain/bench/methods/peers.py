@@ -1,4 +1,4 @@
-"""Compression methods compared by the benchmark, all behind one small ``Method`` protocol.
+"""The peers compared with ours, all behind one small ``Method`` protocol (no model needed).
 
 Every method returns new messages (copies made with ``model_copy``), never mutating its input, and
 keeps ids, names, ``tool_call_id`` and ``tool_calls``. Only ``KeepLast`` drops whole messages: that
@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from langchain_core.messages import BaseMessage, ToolMessage, trim_messages
 
-from specprefill_langchain.bench.metrics import GAP, content_text
+from specprefill_langchain.bench.tasks.metrics import GAP, content_text
 
 
 @runtime_checkable
@@ -24,7 +24,7 @@ class Method(Protocol):
     def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]: ...
 
 
-def _check_ratio(keep_ratio: float) -> None:
+def check_ratio(keep_ratio: float) -> None:
     if not 0.0 < keep_ratio <= 1.0:
         msg = f"keep_ratio must be in (0, 1], got {keep_ratio}"
         raise ValueError(msg)
@@ -85,7 +85,7 @@ class KeepLast:
         self.start_on = start_on
 
     def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]:
-        _check_ratio(keep_ratio)
+        check_ratio(keep_ratio)
         budget = int(keep_ratio * count_tokens(messages))
         kept = trim_messages(
             messages,
@@ -106,7 +106,7 @@ class KeepLastTokens:
     draft: ClassVar[str | None] = None
 
     def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]:
-        _check_ratio(keep_ratio)
+        check_ratio(keep_ratio)
 
         def tail(text: str, _: int) -> str:
             if keep_ratio >= 1.0 or not text:
@@ -134,7 +134,7 @@ class RandomChunks:
         return list(itertools.pairwise(bounds))
 
     def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]:
-        _check_ratio(keep_ratio)
+        check_ratio(keep_ratio)
 
         def pick(text: str, index: int) -> str:
             if keep_ratio >= 1.0 or not text:
@@ -161,39 +161,3 @@ class RandomChunks:
             return GAP.join(runs)
 
         return map_tool_text(messages, pick)
-
-
-class OursMethod:
-    """``SpecPrefillCompressor`` with a given draft; one compressor per (draft, keep_ratio)."""
-
-    name = "ours"
-
-    def __init__(self, draft: str = "smollm2-135m", **config: Any) -> None:
-        self.draft = draft
-        self.config = config
-        self._compressors: dict[tuple[str, float], Any] = {}
-
-    def setup(self) -> None:
-        """Fails early (ImportError/RuntimeError) when the compressor or its draft is unavailable."""
-        from specprefill_langchain import SpecPrefillCompressor  # lazy: the bench imports without it
-
-        self._compressor_type = SpecPrefillCompressor
-
-    def _compressor(self, keep_ratio: float) -> Any:
-        key = (self.draft, keep_ratio)
-        if key not in self._compressors:
-            if not hasattr(self, "_compressor_type"):
-                self.setup()
-            from specprefill_langchain import PrefixCache
-
-            # One KV store for every ratio: the same transcript at another ratio re-reads nothing.
-            if not hasattr(self, "_store"):
-                self._store = PrefixCache()
-            self._compressors[key] = self._compressor_type(
-                draft=self.draft, keep_ratio=keep_ratio, cache=self._store, **self.config
-            )
-        return self._compressors[key]
-
-    def compress(self, messages: list[BaseMessage], keep_ratio: float, question: str) -> list[BaseMessage]:
-        _check_ratio(keep_ratio)
-        return list(self._compressor(keep_ratio).compress(messages).messages)

@@ -8,10 +8,8 @@ counts exactly what the model reads, which is what the compressor budgets agains
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,30 +18,22 @@ import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, ChatMessage, ToolMessage
-from langchain_core.messages.tool import (
-    InvalidToolCall,
-    ToolCall,
-    invalid_tool_call,
-    tool_call,
-    tool_call_chunk,
-)
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
-from . import models
+from specprefill_langchain import models
+from specprefill_langchain.bench.toolcalls import OPEN_TAG, parse_tool_calls, safe_prefix
 
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
-_DECODER = json.JSONDecoder()
-_FENCE = re.compile(r"```(?:json)?")
-_OPEN_TAG = "<tool_call>"
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "tool": "tool"}
 _NO_FORCING = (None, "auto", "any", "required", True, False)
-_BARE_STARTS = ("```json{", "```{", "{")  # whitespace removed
 
 
 @dataclass
-class _Loaded:
+class LoadedModel:
+    """A loaded target: tokenizer, model, seconds it took, and the lock that serialises its use."""
+
     tokenizer: Any
     model: Any
     load_s: float
@@ -52,23 +42,22 @@ class _Loaded:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_REGISTRY: dict[tuple[str, str], _Loaded] = {}
+_REGISTRY: dict[tuple[str, str], LoadedModel] = {}
 _REGISTRY_LOCK = threading.Lock()
-_Parsed = tuple[str, list[ToolCall], list[InvalidToolCall]]
 
 
 @dataclass
 class _Call:
     """One prepared generation: the model, ``generate`` kwargs and what decoding needs to know."""
 
-    loaded: _Loaded
+    loaded: LoadedModel
     gen: dict[str, Any]
     n_in: int
     tool_names: list[str]
     stop: list[str]
 
 
-def _load(name: str, dtype: str) -> _Loaded:
+def load_model(name: str, dtype: str) -> LoadedModel:
     """Load a model once per (folder, dtype); every ``LocalChatModel`` with that pair shares it."""
     folder = models.resolve(name)  # ~35 µs once converted, so fine on every call
     key = (str(folder), dtype)
@@ -82,65 +71,8 @@ def _load(name: str, dtype: str) -> _Loaded:
             model = AutoModelForCausalLM.from_pretrained(
                 folder, dtype=getattr(torch, dtype), local_files_only=True
             ).eval()
-            _REGISTRY[key] = _Loaded(tokenizer, model, time.perf_counter() - start)
+            _REGISTRY[key] = LoadedModel(tokenizer, model, time.perf_counter() - start)
         return _REGISTRY[key]
-
-
-def _new_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def _as_call(raw: Any, names: Sequence[str] | None = None) -> ToolCall | str:
-    """A ``{"name": ..., "arguments": {...}}`` object (or its JSON) as a tool call, or why it is not one."""
-    try:
-        payload = json.loads(raw) if isinstance(raw, str) else raw
-        args = payload.get("arguments", {}) if isinstance(payload, dict) else None
-        # Some fine-tunes send the arguments as a JSON string, the OpenAI wire format.
-        args = json.loads(args) if isinstance(args, str) else args
-    except ValueError as exc:
-        return f"invalid JSON: {exc}"
-    name = payload.get("name") if isinstance(payload, dict) else None
-    if not isinstance(name, str) or not isinstance(args, dict) or (names is not None and name not in names):
-        return 'expected {"name": <a bound tool>, "arguments": <object>}'
-    return tool_call(name=name, args=args, id=_new_id())
-
-
-def _bare_calls(text: str, names: Sequence[str]) -> list[ToolCall]:
-    """The calls when ``text`` is nothing but call objects (maybe in ```json fences), else []."""
-    text, calls = _FENCE.sub(" ", text), []
-    while text := text.strip():
-        try:
-            payload, end = _DECODER.raw_decode(text)
-        except ValueError:
-            return []
-        if isinstance(call := _as_call(payload, names), str):
-            return []
-        calls.append(call)
-        text = text[end:]
-    return calls
-
-
-def parse_tool_calls(text: str, tool_names: Sequence[str] | None = None) -> _Parsed:
-    """Split model output into (content, tool calls, invalid tool calls).
-
-    Qwen's format is ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>``, possibly several; a
-    block cut off by ``max_new_tokens`` (no closing tag) becomes an invalid call so the caller sees it.
-    Qwen2.5-Coder-0.5B usually answers with a fenced ``json`` block instead, so when ``tool_names`` are
-    given, a reply made *only* of such objects, all for bound tools, counts as tool calls too.
-    """
-    calls: list[ToolCall] = []
-    invalid: list[InvalidToolCall] = []
-    for match in _TOOL_CALL.finditer(text):
-        raw = match.group(1).strip()
-        if isinstance(result := _as_call(raw), str):
-            name = re.search(r'"name"\s*:\s*"([^"]*)"', raw)
-            invalid.append(invalid_tool_call(name=name and name.group(1), args=raw, id=_new_id(), error=result))
-        else:
-            calls.append(result)
-    content = _TOOL_CALL.sub("", text).strip()
-    if tool_names and not calls and not invalid and (bare := _bare_calls(content, tool_names)):
-        return "", bare, []
-    return content, calls, invalid
 
 
 def _to_hf(message: BaseMessage) -> dict[str, Any]:
@@ -159,19 +91,6 @@ def _to_hf(message: BaseMessage) -> dict[str, Any]:
             for c in message.tool_calls
         ]
     return out
-
-
-def _safe_prefix(text: str, markers: Sequence[str], bare_calls_possible: bool) -> str:
-    """The part of a partial reply sure to start the final content, so streaming may emit it: not from a
-    marker (``<tool_call>``, a stop string) on, nor what may still become one or (tools bound) a bare call."""
-    for marker in markers:
-        text = text.split(marker, 1)[0]
-    text = text.strip()
-    compact = "".join(text.split())
-    if bare_calls_possible and any(p.startswith(compact) or compact.startswith(p) for p in _BARE_STARTS):
-        return ""
-    held = max((k for m in markers for k in range(1, len(m)) if text.endswith(m[:k])), default=0)
-    return text[: len(text) - held].rstrip()
 
 
 class _TimedStreamer(TextIteratorStreamer):
@@ -223,7 +142,7 @@ class LocalChatModel(BaseChatModel):
     @property
     def tokenizer(self) -> Any:
         """The model's own tokenizer (loads the model on first use)."""
-        return _load(self.model, self.dtype).tokenizer
+        return load_model(self.model, self.dtype).tokenizer
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
         """Bind tools as OpenAI-style schemas; the chat template shows them to the model.
@@ -263,7 +182,7 @@ class LocalChatModel(BaseChatModel):
             tools = None
         elif tools and choice not in _NO_FORCING:
             tools = [t for t in tools if t["function"]["name"] == choice]
-        loaded = _load(self.model, self.dtype)
+        loaded = load_model(self.model, self.dtype)
         # The template already holds every special token, so the tokenizer must add none.
         ids = loaded.tokenizer(self.render_prompt(messages, tools), add_special_tokens=False, return_tensors="pt")
         temperature = kw.get("temperature", self.temperature)
@@ -342,7 +261,7 @@ class LocalChatModel(BaseChatModel):
         try:
             for piece in streamer:
                 buffer += piece
-                safe = _safe_prefix(buffer, [_OPEN_TAG, *call.stop], bool(call.tool_names))
+                safe = safe_prefix(buffer, [OPEN_TAG, *call.stop], bool(call.tool_names))
                 if len(safe) > len(emitted) and safe.startswith(emitted):
                     chunk = ChatGenerationChunk(message=AIMessageChunk(content=safe[len(emitted) :]))
                     emitted = safe
@@ -367,4 +286,4 @@ class LocalChatModel(BaseChatModel):
         yield ChatGenerationChunk(message=last)
 
 
-__all__ = ["LocalChatModel", "parse_tool_calls"]
+__all__ = ["LoadedModel", "LocalChatModel", "load_model", "parse_tool_calls"]
