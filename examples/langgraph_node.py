@@ -15,22 +15,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.errors import GraphRecursionError
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode, tools_condition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stdlib_tools import stdlib_tools
 
-from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode
+from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode, SpecPrefillState
 
 QUESTION = (
     "Use read_file to read json/decoder.py, then use grep to find 'class ' in json/decoder.py. "
@@ -38,9 +37,9 @@ QUESTION = (
 )
 
 
-class State(TypedDict):
-    messages: Annotated[list[AnyMessage], add_messages]  # the history: checkpointed, never compressed
-    llm_input_messages: list[AnyMessage]  # what the model reads this step
+# The history (`messages`, checkpointed, never compressed), what the model reads this step
+# (`llm_input_messages`) and stable mode's frozen forms (`specprefill`): subclass it to add your keys.
+State = SpecPrefillState
 
 
 class ScriptedModel(BaseChatModel):
@@ -118,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = LocalChatModel(model="qwen2.5-coder-0.5b", max_new_tokens=args.max_new_tokens)
         print("model: Qwen2.5-Coder-0.5B-Instruct, local (real)")
-    compressor = SpecPrefillCompressor(draft="smollm2-135m", keep_ratio=args.keep_ratio, dtype="bfloat16")
+    compressor = SpecPrefillCompressor(draft="smollm2-135m", keep_ratio=args.keep_ratio)
     graph = build_graph(compressor, model, stdlib_tools(max_chars=args.max_chars))
 
     stats = PrintStats()

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"draft: SmolLM2-135M-Instruct (real), keep_ratio={args.keep_ratio}")
 
     compressor = SpecPrefillCompressor(
-        draft="smollm2-135m", keep_ratio=args.keep_ratio, dtype="bfloat16", target=llm if args.target else None
+        draft="smollm2-135m", keep_ratio=args.keep_ratio, target=llm if args.target else None
     )
     prompt = ChatPromptTemplate.from_messages(
         [

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = LocalChatModel(model="qwen2.5-coder-0.5b", max_new_tokens=args.max_new_tokens)
     # target=model: the stats also count the tokens the target reads, with its own tokenizer.
-    middleware = SpecPrefillMiddleware(draft="smollm2-135m", keep_ratio=args.keep_ratio, dtype="bfloat16", target=model)
+    middleware = SpecPrefillMiddleware(draft="smollm2-135m", keep_ratio=args.keep_ratio, target=model)
     agent = create_agent(
         model,
         stdlib_tools(max_chars=args.max_chars),

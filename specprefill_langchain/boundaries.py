@@ -2,8 +2,9 @@
 
 :mod:`transcript` asks this module how good a place the gap after each token is to end a chunk, and
 :mod:`selection` cuts chunks at the strongest gaps near its target length (docs/design.md, "Chunks").
-The levels are ordered: a higher level is a better place to cut. A chunk never ends at ``NONE``, so
-the target never sees half a character; it ends at ``IN_WORD`` only when a run has no better gap.
+The levels are ordered: a higher level is a better place to cut. A chunk ends only at ``SPACE`` or
+stronger (or at the end of a text), so the target never sees half a word, let alone half a character:
+a run with only ``IN_WORD`` and ``NONE`` gaps inside (a URL, base64, a long identifier) stays whole.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ class Cut(IntEnum):
     """How good a place a gap between two tokens is to end a chunk."""
 
     NONE = 0  # inside a user-perceived character: never cut here
-    IN_WORD = 1  # between two tokens of one word (a URL, base64, a long identifier)
+    IN_WORD = 1  # between two tokens of one word (a URL, base64, a long identifier): no chunk ends here
     SPACE = 2  # between words
     LINE = 3  # at a line end; the end of a text is cut as a line end
     RECORD = 4  # a blank line, or a line that closes a JSON/dict record (`}`, `},`, `],`)

@@ -16,6 +16,7 @@ Which tokens it reads, which cache it extends and what the captured states mean 
 from __future__ import annotations
 
 import contextvars
+import copy
 import inspect
 import threading
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from .config import DTYPES
 
 ATTN_NAME = "specprefill_sdpa"
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-assert set(_TORCH_DTYPES) == set(DTYPES), "config.DTYPES and the torch dtypes disagree"
+assert {*_TORCH_DTYPES, "auto"} == set(DTYPES), "config.DTYPES and the torch dtypes disagree"
 
 
 # --------------------------------------------------------------------------- query capture
@@ -106,6 +107,46 @@ def _register_attention() -> None:
 CapturedLayer = tuple[torch.Tensor, torch.Tensor, float]
 
 
+@dataclass(frozen=True)
+class _Stack:
+    """The model cut to its first ``depth`` layers: the same weights, a config that says fewer layers.
+
+    Transformers' decoders run ``self.layers[: config.num_hidden_layers]``, so a shallow copy of the
+    modules with a copied config runs only the first layers; the layers after are never computed and
+    their KV is never stored (docs/design.md, "Early layers").
+    """
+
+    depth: int
+    model: Any
+    decoder: Any
+    config: Any
+
+
+def _cpu_has_native_bf16() -> bool:
+    """Does this CPU compute bfloat16 natively (AVX512-BF16 or AMX)? Read from /proc/cpuinfo (Linux).
+
+    oneDNN also *emulates* bfloat16 on plain AVX-512, and that is slower than float32: measured here,
+    a 1,024-token prefill took about 3x as long in bfloat16 on a Xeon without avx512_bf16. So only
+    the native instructions count.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_dtype(dtype: str, device: str = "cpu") -> str:
+    """``"auto"``: bfloat16 where the device computes it natively (a GPU that supports it, a CPU with
+    AVX512-BF16 or AMX), else float32."""
+    if dtype != "auto":
+        return dtype
+    if str(device).startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if _cpu_has_native_bf16() else "float32"
+
+
 # --------------------------------------------------------------------------- the model
 class DraftModel:
     """A tokenizer + causal LM pair, loaded once per process and shared (see :meth:`load`)."""
@@ -135,11 +176,17 @@ class DraftModel:
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         # The decoder stack without the LM head (``model.model`` for llama, qwen2, gemma3, ...).
         self._decoder = getattr(model, model.base_model_prefix, model)
+        self._stacks = {self.n_layers: _Stack(self.n_layers, model, self._decoder, model.config)}
+        self._stacks_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, name: str = "smollm2-135m", *, dtype: str = "float32", device: str = "cpu") -> DraftModel:
-        """The shared draft for ``name`` (short name, folder, GGUF file or hub id); loads it once."""
+        """The shared draft for ``name`` (short name, folder, GGUF file or hub id); loads it once.
+
+        ``dtype="auto"`` picks bfloat16 where the device computes it fast, else float32.
+        """
+        dtype = resolve_dtype(dtype, device)
         if dtype not in _TORCH_DTYPES:
             msg = f"dtype={dtype!r} is not supported: use one of {sorted(_TORCH_DTYPES)}."
             raise ValueError(msg)
@@ -163,59 +210,115 @@ class DraftModel:
         with cls._registry_lock:
             return cls._registry.setdefault(key, draft)
 
+    # ------------------------------------------------------------------ depth
+    def depth_of(self, depth: float) -> int:
+        """Layers to run for ``depth``: a fraction of the draft's layers (1.0 = all), or a layer count.
+
+        Raised, if needed, to reach the first full-attention layer: only those can score.
+        """
+        if isinstance(depth, bool) or not (0 < depth <= self.n_layers):
+            msg = (
+                f"depth={depth!r} must be a fraction in (0, 1] of the draft's layers or a count up to {self.n_layers}."
+            )
+            raise ValueError(msg)
+        n = int(depth) if isinstance(depth, int) and depth > 1 else max(1, round(float(depth) * self.n_layers))
+        return max(min(n, self.n_layers), self.full_layers[0] + 1 if self.full_layers else 1)
+
+    def _stack(self, depth: int | None) -> _Stack:
+        depth = self.n_layers if depth is None else depth
+        with self._stacks_lock:
+            if depth not in self._stacks:
+                if not 1 <= depth <= self.n_layers:
+                    msg = f"depth={depth} must lie in [1, {self.n_layers}] layers."
+                    raise ValueError(msg)
+                config = copy.deepcopy(self.model.config)
+                text = config.get_text_config(decoder=True)
+                text.num_hidden_layers = depth
+                if getattr(text, "layer_types", None):
+                    text.layer_types = list(text.layer_types[:depth])
+                decoder = copy.copy(self._decoder)  # shares every submodule (the weights)
+                object.__setattr__(decoder, "config", text)
+                model = copy.copy(self.model)
+                object.__setattr__(model, "_modules", dict(self.model._modules))  # not the original's dict
+                object.__setattr__(model, "config", config)
+                model._modules[self.model.base_model_prefix] = decoder
+                self._stacks[depth] = _Stack(depth, model, decoder, config)
+            return self._stacks[depth]
+
     # ------------------------------------------------------------------ forward passes
-    def _forward(self, ids: Sequence[int], cache: Any, *, logits: bool = False) -> torch.Tensor | None:
+    def _forward(
+        self, ids: Sequence[int], cache: Any, *, logits: bool = False, depth: int | None = None
+    ) -> torch.Tensor | None:
+        stack = self._stack(depth)
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if not logits:
             # The base model skips the LM head entirely: prefill needs no logits at all.
-            self._decoder(input_ids=x, **kwargs)
+            stack.decoder(input_ids=x, **kwargs)
             return None
-        out = self.model(input_ids=x, logits_to_keep=1, **kwargs)
+        out = stack.model(input_ids=x, logits_to_keep=1, **kwargs)
         return out.logits[0, -1]
 
-    def new_cache(self) -> Any:
+    def config_at(self, depth: int | None = None) -> Any:
+        """The model config of the first ``depth`` layers (what a KV cache of that depth is built from)."""
+        return self._stack(depth).config
+
+    def new_cache(self, depth: int | None = None) -> Any:
+        """An empty KV cache for the first ``depth`` layers (default: all)."""
         from transformers import DynamicCache
 
-        return DynamicCache(config=self.model.config)
+        return DynamicCache(config=self._stack(depth).config)
 
     @torch.inference_mode()
-    def prefill(self, ids: Sequence[int], cache: Any | None = None, *, chunk: int = 512) -> Any:
-        """Extend ``cache`` (which holds a prefix of ``ids``) to all of ``ids``; returns the cache."""
-        cache = cache if cache is not None else self.new_cache()
+    def prefill(
+        self, ids: Sequence[int], cache: Any | None = None, *, chunk: int = 512, depth: int | None = None
+    ) -> Any:
+        """Extend ``cache`` (which holds a prefix of ``ids``) to all of ``ids``; returns the cache.
+
+        ``depth``: run only the first layers (the cache must be one of that depth).
+        """
+        cache = cache if cache is not None else self.new_cache(depth)
         start = cache.get_seq_length()
         if start > len(ids):
             msg = f"the cache holds {start} tokens but only {len(ids)} ids were given; crop it first."
             raise ValueError(msg)
         for s in range(start, len(ids), chunk):
-            self._forward(ids[s : s + chunk], cache)
+            self._forward(ids[s : s + chunk], cache, depth=depth)
         return cache
 
     @torch.inference_mode()
     def capture(
-        self, ids: Sequence[int], cache: Any, *, layers: Sequence[int], lookahead: int = 0
+        self,
+        ids: Sequence[int],
+        cache: Any,
+        *,
+        layers: Sequence[int],
+        lookahead: int = 0,
+        depth: int | None = None,
     ) -> list[CapturedLayer]:
         """Forward ``ids`` after what ``cache`` holds and capture the query states of ``layers``.
 
         Returns, for each captured layer in order, (queries (H, len(ids) + lookahead, D), keys
         (KVH, cached + len(ids) + lookahead, D) post-RoPE, scale). ``lookahead`` greedy tokens are
         generated after ``ids`` and their queries captured too. ``cache`` is extended by everything
-        forwarded here: pass a throw-away copy when the store's prefix must stay clean.
+        forwarded here: pass a throw-away copy when the store's prefix must stay clean. ``depth``:
+        run only the first layers (``layers`` must lie below it).
         """
         wanted = frozenset(layers)
-        if not wanted <= frozenset(self.full_layers):
+        usable = frozenset(i for i in self.full_layers if i < (depth or self.n_layers))
+        if not wanted <= usable:
             msg = (
-                f"layers {sorted(wanted - frozenset(self.full_layers))} cannot be captured: only layers whose "
-                f"cache holds every key can score ({list(self.full_layers)})."
+                f"layers {sorted(wanted - usable)} cannot be captured: only full-attention layers below the "
+                f"depth (their cache holds every key) can score: {sorted(usable)}."
             )
             raise ValueError(msg)
         rec = _Recorder(layers=wanted)
         token = _RECORDER.set(rec)
         try:
-            logits = self._forward(ids, cache, logits=lookahead > 0)
+            logits = self._forward(ids, cache, logits=lookahead > 0, depth=depth)
             for _ in range(lookahead):
                 nxt = int(torch.argmax(logits))
-                logits = self._forward([nxt], cache, logits=True)
+                logits = self._forward([nxt], cache, logits=True, depth=depth)
         finally:
             _RECORDER.reset(token)
         return [(torch.cat(rec.queries[i], dim=1), cache.layers[i].keys[0], rec.scales[i]) for i in sorted(rec.queries)]

@@ -125,7 +125,7 @@ class CacheStats:
 class _Entry:
     ids: torch.Tensor
     snap: Snapshot
-    key: str | None
+    keys: set[str]  # the keys that find it in O(1) (an entry it superseded hands its keys on)
     nbytes: int = field(default=0)
     used: float = field(default=0.0)  # time.monotonic() of the last put or hit
 
@@ -140,7 +140,7 @@ class PrefixCache:
         if max_bytes < 0:
             msg = f"max_bytes={max_bytes} must be >= 0 (0 disables the store)."
             raise ValueError(msg)
-        if ttl_s is not None and ttl_s <= 0:
+        if ttl_s is not None and not ttl_s > 0:  # `not >` also refuses NaN, which would never expire
             msg = f"ttl_s={ttl_s} must be a positive number of seconds, or None for no expiry."
             raise ValueError(msg)
         self.max_bytes = max_bytes
@@ -152,11 +152,14 @@ class PrefixCache:
         self.stats = CacheStats()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            self._expire_locked()
+            return len(self._entries)
 
     @property
     def nbytes(self) -> int:
         with self._lock:
+            self._expire_locked()
             return self._bytes_locked()
 
     def _bytes_locked(self) -> int:
@@ -179,29 +182,37 @@ class PrefixCache:
             self._expire_locked()
             self.stats.lookups += 1
             own = sorted(self._by_key.get(key, ())) if key is not None else []
-            # The key's own lineages first; the rest only if none of them is a whole prefix.
-            order = own + [eid for eid in self._entries if eid not in set(own)]
-            best: tuple[int, int] | None = None
-            for rank, eid in enumerate(order):
-                e = self._entries[eid]
-                n = common_prefix(e.ids, t)
-                if not croppable and n < len(e.ids):
-                    continue
-                if n > 0 and (best is None or n > best[1]):
-                    best = (eid, n)
-                if rank == len(own) - 1 and best is not None and best[1] == len(self._entries[best[0]].ids):
-                    break  # the usual agent step: one of the key's entries is a whole prefix
+            best = self._best_locked(own, t, croppable)
+            if best is None or best[1] < min(len(self._entries[best[0]].ids), len(t)):
+                # None of the key's lineages is a whole prefix (a new lineage, or no key): try all.
+                mine = set(own)
+                others = [eid for eid in self._entries if eid not in mine]
+                found = self._best_locked(others, t, croppable)
+                if found is not None and (best is None or found[1] > best[1]):
+                    best = found
             if best is None:
                 return None, 0
             eid, n = best
-            self._entries.move_to_end(eid)
-            self._entries[eid].used = time.monotonic()
             snap = crop_snapshot(self._entries[eid].snap, n)
             if snap is None:
                 return None, 0
+            self._entries.move_to_end(eid)
+            self._entries[eid].used = time.monotonic()
             self.stats.hits += 1
             self.stats.tokens_reused += n
             return snap, n
+
+    def _best_locked(self, eids: Sequence[int], t: torch.Tensor, croppable: bool) -> tuple[int, int] | None:
+        """(entry, common prefix) of the entry among ``eids`` sharing the longest prefix with ``t``."""
+        best: tuple[int, int] | None = None
+        for eid in eids:
+            e = self._entries[eid]
+            n = common_prefix(e.ids, t)
+            if not croppable and n < len(e.ids):
+                continue
+            if n > 0 and (best is None or n > best[1]):
+                best = (eid, n)
+        return best
 
     def put(self, ids: Sequence[int], snap: Snapshot, *, key: str | None = None) -> None:
         """Store ``snap`` for ``ids``; it replaces any entry it extends (the key's other lineages stay)."""
@@ -214,14 +225,16 @@ class PrefixCache:
             self._expire_locked()
             if nbytes > self.max_bytes or len(ids) == 0:
                 return
+            keys = {key} if key is not None else set()
             for eid, e in list(self._entries.items()):
                 if len(e.ids) <= len(t) and common_prefix(e.ids, t) == len(e.ids):
+                    keys |= e.keys  # their keys still find this lineage in O(1)
                     self._drop_locked(eid)  # superseded: the new entry holds all of it
             eid = self._next
             self._next += 1
-            self._entries[eid] = _Entry(t, snap, key, nbytes, time.monotonic())
-            if key is not None:
-                self._by_key.setdefault(key, set()).add(eid)
+            self._entries[eid] = _Entry(t, snap, keys, nbytes, time.monotonic())
+            for k in keys:
+                self._by_key.setdefault(k, set()).add(eid)
             self.stats.inserts += 1
             while self._entries and self._bytes_locked() > self.max_bytes:
                 oldest = next(iter(self._entries))
@@ -232,18 +245,22 @@ class PrefixCache:
 
     def _drop_locked(self, eid: int) -> None:
         e = self._entries.pop(eid)
-        if e.key is not None and e.key in self._by_key:
-            self._by_key[e.key].discard(eid)
-            if not self._by_key[e.key]:
-                del self._by_key[e.key]
+        for k in e.keys:
+            if k in self._by_key:
+                self._by_key[k].discard(eid)
+                if not self._by_key[k]:
+                    del self._by_key[k]
 
     def _expire_locked(self) -> None:
         if self.ttl_s is None:
             return
         cutoff = time.monotonic() - self.ttl_s
-        for eid in [eid for eid, e in self._entries.items() if e.used < cutoff]:
+        stale = [eid for eid, e in self._entries.items() if e.used < cutoff]
+        for eid in stale:
             self._drop_locked(eid)
             self.stats.evictions += 1
+        if stale:
+            self.stats.bytes = self._bytes_locked()
 
     def clear(self) -> None:
         with self._lock:

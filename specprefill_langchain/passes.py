@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +44,9 @@ class PassResult:
     prefilled_tokens: int
     prefill_s: float
     scoring_s: float
+    # The pass's own cache after its forward (prefix + tail + look-ahead), when asked for: a second
+    # hop extends it instead of re-reading the tail.
+    cache: Any = field(default=None, repr=False)
 
     def cost(self, *, count_tokens: bool = True, windows: int = 0) -> PassCost:
         """This pass as a :class:`PassCost` (tokens left out when an earlier pass counted them)."""
@@ -58,9 +61,10 @@ class PassResult:
 
 
 def scoring_layers(draft: DraftModel, sc: ScoringConfig) -> list[int]:
-    """The layers whose queries score: full-attention layers only (their cache holds every key)."""
+    """The layers whose queries score: full-attention layers (their cache holds every key) below the depth."""
+    depth = draft.depth_of(sc.depth)
     layers = draft.full_layers if sc.layers == "auto" else range(draft.n_layers)
-    return sorted(set(layers) & set(draft.full_layers))
+    return sorted(i for i in set(layers) & set(draft.full_layers) if i < depth)
 
 
 @torch.inference_mode()
@@ -74,12 +78,14 @@ def score_pass(
     key: str | None = None,
     chunk: int = CompressorConfig.prefill_chunk,
     prefix_end: int | None = None,
+    keep_cache: bool = False,
 ) -> PassResult:
     """Score every position of ``ids`` by the attention of the queries at ``query_start:``.
 
     ``ids[:prefix_end]`` (default: up to ``query_start``) is the reusable prefix: it is looked up in
     (and written back to) ``store``, so a transcript that only grew since the last call prefills
-    only its new tokens. Everything after it runs on a cache that the store never sees.
+    only its new tokens. Everything after it runs on a cache that the store never sees
+    (``keep_cache``: returned in the result, for a second hop to extend).
     """
     sc = scoring or ScoringConfig()
     n = len(ids)
@@ -97,18 +103,23 @@ def score_pass(
         )
         raise ValueError(msg)
     prefix = list(ids[:prefix_end])
+    depth = draft.depth_of(sc.depth)
     t0 = time.perf_counter()
     snap: Snapshot | None = None
     reused = 0
     if store is not None:
         snap, reused = store.lookup(prefix, key=key, croppable=not draft.has_sliding)
-    cache = cache_from_snapshot(draft.model.config, snap, draft.device) if snap else draft.new_cache()
-    cache = draft.prefill(prefix, cache, chunk=chunk)
+        if snap is not None and len(snap.layers) != depth:  # a store shared with another depth: no use
+            snap, reused = None, 0
+    cache = cache_from_snapshot(draft.config_at(depth), snap, draft.device) if snap else draft.new_cache(depth)
+    cache = draft.prefill(prefix, cache, chunk=chunk, depth=depth)
     if store is not None:
         store.put(prefix, snapshot_of(cache), key=key)
     t1 = time.perf_counter()
 
-    captured = draft.capture(list(ids[prefix_end:]), cache, layers=scoring_layers(draft, sc), lookahead=sc.lookahead)
+    captured = draft.capture(
+        list(ids[prefix_end:]), cache, layers=scoring_layers(draft, sc), lookahead=sc.lookahead, depth=depth
+    )
     # Only positions from `query_start` on are queries (tokens between prefix_end and query_start are
     # read but do not ask); every look-ahead step is a query too.
     captured = [(q[:, query_start - prefix_end :], k, s) for q, k, s in captured]
@@ -123,7 +134,38 @@ def score_pass(
         query_reduce=sc.query_reduce,
     )
     t2 = time.perf_counter()
-    return PassResult(scores.float().cpu(), reused, prefix_end - reused, t1 - t0, t2 - t1)
+    kept = cache if keep_cache else None
+    return PassResult(scores.float().cpu(), reused, prefix_end - reused, t1 - t0, t2 - t1, kept)
+
+
+@torch.inference_mode()
+def extend_pass(draft: DraftModel, first: PassResult, n: int, extra: Sequence[int], sc: ScoringConfig) -> PassResult:
+    """Score the ``n`` context positions by the queries of ``extra`` tokens read after them.
+
+    ``first`` must hold the cache of a pass over those ``n`` ids (``keep_cache=True``); look-ahead
+    tokens past ``n`` are cropped first. Costs one forward of ``len(extra)`` tokens: no lookup, no
+    prefill, and the first pass's tail is not read again.
+    """
+    if first.cache is None:
+        msg = "extend_pass needs the first pass's cache: call score_pass(..., keep_cache=True)."
+        raise ValueError(msg)
+    t0 = time.perf_counter()
+    cache = first.cache
+    if cache.get_seq_length() > n:
+        cache.crop(n)
+    depth = draft.depth_of(sc.depth)
+    captured = draft.capture(list(extra), cache, layers=scoring_layers(draft, sc), depth=depth)
+    positions = torch.arange(n, n + len(extra), device=draft.device)
+    scores = token_importance(
+        captured,
+        positions,
+        n + len(extra),
+        pool_kernel=sc.pool_kernel,
+        layer_reduce=sc.layer_reduce,
+        head_reduce=sc.head_reduce,
+        query_reduce=sc.query_reduce,
+    )
+    return PassResult(scores.float().cpu(), 0, 0, 0.0, time.perf_counter() - t0)
 
 
 def token_scores(
@@ -135,7 +177,11 @@ def token_scores(
     limit = draft.context_length - sc.lookahead
     if len(ids) > limit:
         return _windowed(t, draft, store, cfg, key)
-    first = score_pass(draft, ids, query_start, scoring=sc, store=store, key=key, chunk=cfg.prefill_chunk)
+    # A sliding-window draft cannot crop look-ahead tokens off its cache: its hop re-reads the tail.
+    croppable = sc.lookahead == 0 or not draft.has_sliding
+    first = score_pass(
+        draft, ids, query_start, scoring=sc, store=store, key=key, chunk=cfg.prefill_chunk, keep_cache=croppable
+    )
     scores, cost = first.scores[: len(t.ids)], first.cost(windows=1)
     if sc.hop_chunks == 0:
         return scores, cost
@@ -143,19 +189,22 @@ def token_scores(
     restated = [i for c in sorted(best, key=lambda c: (c.part, c.t0)) for i in _chunk_ids(t, c)]
     if not restated or len(ids) + len(restated) > limit:
         return scores, cost  # no room for the restated chunks: one hop is still a valid answer
-    # The restated chunks go after the question (so they read it too) and only they are queries:
-    # the question's own queries were the first pass. The prefix up to the question is the one the
-    # first pass stored; this pass re-reads it (its tokens are not counted twice).
-    second = score_pass(
-        draft,
-        [*ids, *restated],
-        len(ids),
-        scoring=sc,
-        store=store,
-        key=key,
-        chunk=cfg.prefill_chunk,
-        prefix_end=query_start,
-    )
+    # The restated chunks go after the query (so they read it too) and only they are queries: the
+    # query's own queries were the first pass. They extend the first pass's cache, so the second hop
+    # costs one forward of the restated tokens.
+    if croppable:
+        second = extend_pass(draft, first, len(ids), restated, sc)
+    else:
+        second = score_pass(
+            draft,
+            [*ids, *restated],
+            len(ids),
+            scoring=sc,
+            store=store,
+            key=key,
+            chunk=cfg.prefill_chunk,
+            prefix_end=query_start,
+        )
     return torch.maximum(scores, second.scores[: len(t.ids)]), cost.add(second.cost(count_tokens=False))
 
 

@@ -34,6 +34,7 @@ def original_output(messages: list[Any], ref: str) -> str:
 
 def recall_tool(name: str = RECALL_TOOL) -> BaseTool:
     """A tool that reads the whole original of a compressed tool output from the graph state."""
+
     @tool(name)
     def read_full_output(ref: str, state: Annotated[Any, InjectedState]) -> str:
         """Return the complete, uncompressed text of an earlier tool output.

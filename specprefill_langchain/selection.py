@@ -30,10 +30,17 @@ def make_chunks(breaks: Tensor, target: int = 32) -> list[tuple[int, int]]:
     """Cut [0, N) into consecutive (start, end) chunks that end at the text's strongest boundaries.
 
     ``breaks[i]`` is how good a place the gap after token i is to end a chunk, a
-    :class:`~specprefill_langchain.boundaries.Cut` level (``NONE`` never, up to ``RECORD``). A chunk ends at the
-    strongest boundary whose length lies in [max(1, target//2), 2*target], the one nearest ``target``
-    among equals (ties: shorter). Chunks that follow lines and records are kept or dropped whole,
-    so a signature or a JSON record is never split in two halves that must both win.
+    :class:`~specprefill_langchain.boundaries.Cut` level (``NONE`` never, up to ``RECORD``). A chunk
+    ends only at a word boundary (``SPACE`` or stronger) or at the end of the text, so the target
+    never sees half a word: a run of tokens with no word boundary in it (a URL, base64, compact JSON,
+    a long identifier) is kept or dropped whole.
+
+    A chunk ends at the strongest boundary whose length lies in [max(1, target//2), 2*target], the
+    one nearest ``target`` among equals (ties: shorter). Where that window holds no word boundary,
+    the chunk runs on to the first one past it, and may be longer than 2*target. No cut leaves a
+    last chunk shorter than target//2 (unless the whole text is). Chunks that follow lines and
+    records are kept or dropped whole, so a signature or a JSON record is never split in two halves
+    that must both win.
     """
     if target < 1:
         msg = f"chunk target={target} must be at least 1 token."
@@ -76,16 +83,18 @@ def _best_end(levels: list[int], start: int, lo: int, hi: int, target: int) -> i
         if end < n and n - end < lo:
             continue
         level = _level(levels, end)
+        if level < Cut.SPACE:
+            continue  # inside a word (or a character): never an end
         length = end - start
         key = (level, -abs(length - target), -length)
-        if level >= Cut.IN_WORD and (best is None or key > best_key):
+        if best is None or key > best_key:
             best, best_key = end, key
     if best is not None:
         return best
-    # No allowed cut in the window (a long run of tokens that must stay together): cut at the first
-    # allowed place past the hard limit, and swallow the tail if it would be a sliver.
-    end = start + hi
-    while end < n and levels[end - 1] == Cut.NONE:
+    # No word boundary in the window (a long URL, base64, a long identifier): the chunk runs on to
+    # the first word boundary past it, and swallows the tail if that would leave a sliver.
+    end = start + hi + 1
+    while end < n and levels[end - 1] < Cut.SPACE:
         end += 1
     return n if n - end < lo else end
 

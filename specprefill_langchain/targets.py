@@ -3,13 +3,15 @@
 A budget in target tokens (``max_target_tokens``) is counted with the target model's own
 ``get_num_tokens_from_messages``. With a provider whose counter is an API call, counting the whole
 prompt again in every round of the budget loop would be network per step; so each distinct message
-is counted once and remembered (by its role, name, content and tool calls), and a prompt's count is
-the sum of its messages' counts plus the per-call overhead that the counter adds to an empty list.
+is counted once and remembered (by its role, name, tool_call_id, content and tool calls), and a
+prompt's count is the sum of its messages' counts plus the per-call overhead that the counter adds
+to an empty list.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,41 +21,65 @@ from langchain_core.messages import BaseMessage, SystemMessage
 
 
 def _key(m: BaseMessage) -> str:
+    """Everything a target's counter may read of a message (its ``id`` is not sent to a provider).
+
+    The tool-call ids are part of it: OpenAI-style counters count ``tool_call_id`` and each call's id.
+    """
     calls = getattr(m, "tool_calls", None) or []
-    return json.dumps(
-        [m.type, getattr(m, "name", None), m.content, [[c["name"], c["args"]] for c in calls]],
-        ensure_ascii=False,
-        sort_keys=True,
-        default=str,
-    )
+    parts = [
+        m.type,
+        getattr(m, "role", None),
+        getattr(m, "name", None),
+        getattr(m, "tool_call_id", None),
+        m.content,
+        [[c.get("id"), c["name"], c["args"]] for c in calls],
+    ]
+    try:
+        return json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):  # keys JSON cannot sort or hold (1 and "a", a tuple): repr is exact too
+        return repr(parts)
 
 
 class TargetCounter:
     """Target-token counts of messages, each distinct message counted once (thread-safe, bounded)."""
 
     def __init__(self, target: Any, *, max_entries: int = 8192) -> None:
-        if not hasattr(target, "get_num_tokens_from_messages"):
+        if not callable(getattr(target, "get_num_tokens_from_messages", None)):
             msg = f"target={type(target).__name__} has no get_num_tokens_from_messages: pass a LangChain chat model."
             raise TypeError(msg)
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            msg = f"max_entries={max_entries!r} must be a whole number of remembered messages, at least 1."
+            raise ValueError(msg)
         self.target = target
         self.calls = 0  # how often the target's counter ran (for tests and stats)
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._max = max_entries
         self._lock = threading.Lock()
+        self._overhead_lock = threading.Lock()
         self._overhead: int | None = None
 
     def _raw(self, messages: list[BaseMessage]) -> int:
-        self.calls += 1
-        return int(self.target.get_num_tokens_from_messages(messages))
+        with self._lock:
+            self.calls += 1
+        n = self.target.get_num_tokens_from_messages(messages)
+        if isinstance(n, bool) or not isinstance(n, numbers.Real):
+            msg = (
+                f"{type(self.target).__name__}.get_num_tokens_from_messages returned {n!r}, not a number: "
+                "max_target_tokens needs a target whose counter returns an int."
+            )
+            raise TypeError(msg)
+        return int(n)
 
     @property
     def overhead(self) -> int:
         """What the counter adds per call regardless of messages (0 where it cannot count an empty list)."""
         if self._overhead is None:
-            try:
-                self._overhead = max(0, self._raw([]))
-            except Exception:  # some counters refuse an empty list: then there is no overhead to remove
-                self._overhead = 0
+            with self._overhead_lock:  # one call to the target, even when threads ask at once
+                if self._overhead is None:
+                    try:
+                        self._overhead = max(0, self._raw([]))
+                    except Exception:  # some counters refuse an empty list: then no overhead to remove
+                        self._overhead = 0
         return self._overhead
 
     def message(self, m: BaseMessage) -> int:

@@ -69,7 +69,7 @@ def latest_human_index(messages: Sequence[BaseMessage]) -> int | None:
 
 
 def is_compressible(messages: Sequence[BaseMessage], i: int, policy: PolicyConfig) -> bool:
-    """The policy of DESIGN.md part 1 (never system, latest human, tool calls, or unknown types)."""
+    """The policy of docs/design.md, "Policy" (never system, latest human, tool calls, or unknown types)."""
     m = messages[i]
     if i >= len(messages) - policy.protect_last:
         return False
@@ -100,7 +100,7 @@ class _Piece:
 
 # Per tokenizer, the layout of recently seen messages, keyed by what they render to. An agent step
 # adds a few messages to a history it has sent before: only those are tokenized and laid out again,
-# so the per-step work of building a transcript does not grow with the history (docs/design.md).
+# so the per-step work of building a transcript does not grow with the history (docs/design.md, "Incremental layout").
 _LAYOUTS: weakref.WeakKeyDictionary[Any, OrderedDict[str, tuple[_Piece, ...]]] = weakref.WeakKeyDictionary()
 _LAYOUTS_MAX = 4096
 

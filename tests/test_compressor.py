@@ -11,6 +11,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
+from langchain_core.runnables import RunnableLambda
 from transcripts import NEEDLE, agent_transcript
 
 from specprefill_langchain import (
@@ -20,6 +21,7 @@ from specprefill_langchain import (
     SpecPrefillCompressor,
     compress_messages,
 )
+from specprefill_langchain.transcript import Transcript
 
 pytestmark = pytest.mark.real
 
@@ -187,6 +189,24 @@ def test_compress_messages_function_and_runnable(smol, transcript):
     assert isinstance(runnable, SpecPrefillCompressor)
     out = compress_messages(transcript, draft=smol, keep_ratio=0.3)
     assert out == runnable.invoke(transcript)
+
+
+def test_compress_messages_reuses_one_compressor_and_its_kv_cache(smol, transcript):
+    """Two calls of the functional form with the same settings share one compressor, so the second,
+    on the grown transcript, takes the first one's prefix from the draft's KV cache."""
+    handler = StatsHandler()
+    settings = {"draft": "smollm2-135m", "keep_ratio": 0.35, "dtype": "float32"}  # this test's own settings
+    agent_step = RunnableLambda(lambda msgs: compress_messages(msgs, **settings))
+    early = [*transcript[:6], transcript[-1]]  # two tool results so far, then the question
+    agent_step.invoke(early, {"callbacks": [handler]})
+    out = agent_step.invoke(transcript, {"callbacks": [handler]})  # one more tool call and result
+    assert len(handler.events) == 2, "compress_messages should emit one stats event per call"
+    first, second = handler.events
+    assert first["reused_tokens"] == 0 and not first["passthrough"] and not second["passthrough"]
+    shared = len(Transcript(transcript[:6], smol.tokenizer, CompressorConfig().policy).ids)
+    assert second["reused_tokens"] >= 0.95 * shared, (second["reused_tokens"], shared)
+    assert second["prefilled_tokens"] < second["draft_tokens_in"] - shared + 64
+    assert NEEDLE in _text(out)
 
 
 def test_config_is_printable_serialisable_and_validated():

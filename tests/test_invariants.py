@@ -168,7 +168,7 @@ def histories(draw: st.DrawFn) -> list[BaseMessage]:
 
 # --------------------------------------------------------------------------- the checks
 def _protected(messages: Sequence[BaseMessage], i: int) -> bool:
-    """Our own reading of DESIGN.md part 1 under the default roles (not the engine's code)."""
+    """Our own reading of docs/design.md, "Policy", under the default roles (not the engine's code)."""
     m = messages[i]
     humans = [j for j, x in enumerate(messages) if isinstance(x, HumanMessage)]
     latest = humans[-1] if humans else None
@@ -394,3 +394,110 @@ def test_no_cut_inside_a_grapheme(tiny_compressors, grapheme: str) -> None:
     assert all(c in bounds for c in cuts)
     for kr in KEEP_RATIOS:
         run_one(tiny_compressors[kr], history)
+
+
+# --------------------------------------------------------------------------- never a half word
+@st.composite
+def break_levels(draw: st.DrawFn) -> list[int]:
+    """Gap levels (boundaries.Cut) of a text: words, and runs of up to 150 tokens with no word boundary."""
+    out: list[int] = []
+    for kind in draw(st.lists(st.sampled_from(["gap", "run"]), max_size=30)):
+        if kind == "gap":
+            out.append(draw(st.integers(0, 4)))
+        else:
+            out += draw(st.lists(st.integers(0, 1), min_size=1, max_size=150))  # a URL, base64, an id
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(levels=break_levels(), target=st.integers(1, 48))
+def test_make_chunks_ends_only_at_word_boundaries(levels: list[int], target: int) -> None:
+    """Every chunk ends at SPACE or stronger (or the text's end), whatever the levels; lengths stay sane."""
+    from specprefill_langchain.boundaries import Cut
+    from specprefill_langchain.selection import make_chunks
+
+    n = len(levels)
+    chunks = make_chunks(torch.tensor(levels, dtype=torch.long), target)
+    assert make_chunks(torch.tensor(levels, dtype=torch.long), target) == chunks
+    if n == 0:
+        assert chunks == []
+        return
+    assert chunks[0][0] == 0 and chunks[-1][1] == n
+    assert all(a < b and (i + 1 == len(chunks) or b == chunks[i + 1][0]) for i, (a, b) in enumerate(chunks))
+    lo, hi = max(1, target // 2), 2 * target
+    for a, b in chunks:
+        assert b == n or levels[b - 1] >= Cut.SPACE, f"chunk ({a}, {b}) ends inside a word: level {levels[b - 1]}"
+        if n >= lo:
+            assert b - a >= lo, f"chunk ({a}, {b}) is a sliver of a {n}-token text (target {target})"
+        if b - a > hi:
+            # Longer than 2*target only for want of a word boundary it could have ended at.
+            could = [e for e in range(a + lo, b) if levels[e - 1] >= Cut.SPACE and n - e >= lo]
+            assert not could, f"chunk ({a}, {b}) is {b - a} tokens but could have ended at {could[:3]}"
+
+
+def _random_run(rng: Any, kind: str) -> str:
+    """A run of non-space characters of the kind tool outputs are full of."""
+    import base64
+
+    if kind == "url":
+        path = "/".join(f"{rng.getrandbits(48):012x}" for _ in range(rng.randint(6, 20)))
+        return f"https://cdn.example.com/assets/{path}?sig={rng.getrandbits(128):032x}&expires={rng.randint(1, 10**9)}"
+    if kind == "base64":
+        return base64.b64encode(rng.randbytes(rng.randint(200, 900))).decode()
+    if kind == "json":
+        record = {f"field_{i}": [rng.randint(0, 999), f"v{rng.getrandbits(20):x}"] for i in range(rng.randint(8, 30))}
+        return json.dumps(record, separators=(",", ":"))
+    words = [rng.choice(WORDS[:10]).replace("-", "_").capitalize() for _ in range(rng.randint(15, 40))]
+    return "get" + "".join(words) + "Factory"
+
+
+PROSE = [
+    "The upload finished and the server answered with the following resource.",
+    "Retrying the request once more, with the same credentials as before.",
+    "Nothing unusual in this part of the log, only routine health checks.",
+    "The billing service reported a warning for the record below.",
+]
+
+
+@pytest.mark.real
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kinds=st.lists(st.sampled_from(["url", "base64", "json", "identifier"]), min_size=6, max_size=12),
+    kr=st.sampled_from((0.2, 0.4)),
+)
+def test_kept_pieces_never_begin_or_end_inside_a_word_smollm2(
+    smol, one_thread, seed: int, kinds: list[str], kr: float
+) -> None:
+    """Tool output full of URLs, base64, compact JSON and long identifiers, on the real draft: each kept
+    piece starts and ends at whitespace or a text edge, never in the middle of a run of non-space text."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = []
+    for kind in kinds:
+        pieces.append(rng.choice(PROSE))
+        pieces.append(_random_run(rng, kind))
+    seps = ["\n", " ", "\n\n"]
+    text = "".join(p + rng.choice(seps) for p in pieces)
+    history = [
+        SystemMessage("You are an agent."),
+        HumanMessage("Fetch the billing resources."),
+        AIMessage("", tool_calls=[{"name": "fetch", "args": {"url": "/billing"}, "id": "c1", "type": "tool_call"}]),
+        ToolMessage(text, tool_call_id="c1", name="fetch"),
+        HumanMessage("Which resource did the billing service warn about?"),
+    ]
+    compressor = SpecPrefillCompressor(draft=smol, keep_ratio=kr, policy=PolicyConfig(min_compressible_tokens=0))
+    result = run_one(compressor, history)
+    assert not result.stats.passthrough
+    out = result.messages[3].content
+    assert out != text, "nothing was dropped: the test would prove nothing"
+    spans = _spans_of(result, 3, None)
+    assert spans
+
+    def at_word_edge(p: int) -> bool:
+        return p in (0, len(text)) or text[p - 1].isspace() or text[p].isspace()
+
+    for s0, s1 in _merge(spans):
+        assert at_word_edge(s0), f"a kept piece begins inside a word: ...{text[max(0, s0 - 20) : s0 + 20]!r}"
+        assert at_word_edge(s1), f"a kept piece ends inside a word: ...{text[max(0, s1 - 20) : s1 + 20]!r}"

@@ -49,7 +49,14 @@ def test_second_hop_only_adds_and_does_not_count_the_prefix_twice(smol) -> None:
     assert one.shape == two.shape == (len(t.ids),)
     # Combined by maximum: the second pass can raise a token's score, never lower it.
     assert bool((two >= one - 1e-6).all())
-    assert bool((two > one + 1e-6).any())
+    # And it raises the record the note points at far more than the rest (measured: 3.7x the mean
+    # lift elsewhere, the record's mean score 4.7x its one-pass score).
+    record = _record_tokens(t)
+    rest = torch.ones(len(t.ids), dtype=torch.bool)
+    rest[record] = False
+    lift = two - one
+    assert float(lift[record].mean()) >= 2 * float(lift[rest].mean())
+    assert float(two[record].mean()) >= 2.5 * float(one[record].mean())
     # The second pass re-reads the cached prefix; the stats count the transcript once.
     assert stats2.prefilled_tokens + stats2.reused_tokens == stats1.prefilled_tokens + stats1.reused_tokens
     # And the store holds the history prefix only (never the restated chunks after the question).
@@ -58,21 +65,37 @@ def test_second_hop_only_adds_and_does_not_count_the_prefix_twice(smol) -> None:
     assert snap is not None and reused == query_start
 
 
+def _record_tokens(t: Transcript) -> list[int]:
+    """Transcript positions of the tokens of RECORD."""
+    part = next(p for p in t.parts if p.compressible and RECORD in p.text)
+    a = part.text.index(RECORD)
+    return [part.start + i for i, s in enumerate(part.starts) if a <= s < a + len(RECORD)]
+
+
 def test_second_hop_follows_the_note_to_its_record(smol) -> None:
-    """The record never mentions the bucket; only the note's own tokens can point at it."""
+    """The record never mentions the bucket; only the note's own tokens can point at it.
+
+    Measured (89 chunks): the note ranks first either way; the record ranks 16th with one pass and
+    5th with the hop. So a 10 % budget (8 chunks) keeps the record only with the hop.
+    """
     t, one, _ = _scores(smol, 0)
     _, two, _ = _scores(smol, 3)
 
-    def rank_of_record(scores: torch.Tensor) -> int:
+    def rank_of(scores: torch.Tensor, *needles: str) -> tuple[int, int]:
         chunks = sorted(chunks_of(t, scores, 32), key=lambda c: -c.score)
         for r, c in enumerate(chunks):
             part = t.parts[c.part]
             a, b = part.char_span(c.t0, c.t1)
-            if ".qzx" in part.text[a:b] and "quartz" in part.text[a:b]:
-                return r
-        raise AssertionError("the record is in no chunk")
+            if all(x in part.text[a:b] for x in needles):
+                return r, len(chunks)
+        raise AssertionError(f"{needles} is in no chunk")
 
-    assert rank_of_record(two) < rank_of_record(one)
+    (note_one, _), (note_two, _) = rank_of(one, "amber-falcon-17", ".qzx"), rank_of(two, "amber-falcon-17", ".qzx")
+    assert note_one <= 2 and note_two <= 2  # the first hop finds the note by the bucket's name
+    (one_rank, n), (two_rank, _) = rank_of(one, ".qzx", "quartz"), rank_of(two, ".qzx", "quartz")
+    top = n // 10
+    assert two_rank < top <= one_rank, f"record rank {one_rank} -> {two_rank} of {n} chunks (top {top})"
+    assert one_rank - two_rank >= 6, f"record rank {one_rank} -> {two_rank}: the hop should lift it by 6+"
 
 
 def test_prefix_end_keeps_tokens_out_of_queries_and_cache(smol) -> None:

@@ -22,9 +22,10 @@ def _check_tiling(chunks: list[tuple[int, int]], n: int) -> None:
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("target", [4, 7, 32])
 def test_make_chunks_tiles_and_respects_lengths(seed, target) -> None:
+    """With a word boundary or better after every token, every chunk lies in [target//2, 2*target]."""
     g = _gen(seed)
     n = int(torch.randint(1, 400, (1,), generator=g))
-    breaks = torch.randint(1, 5, (n,), generator=g)
+    breaks = torch.randint(2, 5, (n,), generator=g)
     chunks = make_chunks(breaks, target)
     _check_tiling(chunks, n)
     lo, hi = max(1, target // 2), 2 * target
@@ -43,7 +44,7 @@ def test_make_chunks_never_cuts_where_not_allowed() -> None:
         breaks[torch.rand(n, generator=g) < 0.6] = 0  # long runs that must stay together
         chunks = make_chunks(breaks, 8)
         _check_tiling(chunks, n)
-        assert all(int(breaks[b - 1]) != 0 for _, b in chunks[:-1])
+        assert all(int(breaks[b - 1]) >= 2 for _, b in chunks[:-1])  # never inside a character or a word
 
 
 def test_make_chunks_prefers_stronger_boundaries() -> None:
@@ -80,11 +81,24 @@ def test_make_chunks_tail_still_splits_at_line_ends_near_the_target() -> None:
     assert make_chunks(lines, 32) == [(0, 16), (16, 60)]  # a cut at 45 would leave a 15-token sliver
 
 
-def test_make_chunks_forced_cuts() -> None:
+def test_make_chunks_runs_without_a_word_boundary_stay_whole() -> None:
     zeros = torch.zeros(50, dtype=torch.long)
     assert make_chunks(zeros, 8) == [(0, 50)]
-    zeros[30] = 1
+    zeros[30] = 1  # a cut inside a word (a URL, base64) is no way out of a long run
+    assert make_chunks(zeros, 8) == [(0, 50)]
+    zeros[30] = 2  # the first word boundary past the window ends the chunk, longer than 2*target
     assert make_chunks(zeros, 8) == [(0, 31), (31, 50)]
+    zeros[45] = 3  # a line end 15 tokens on: within the window of the next chunk
+    assert make_chunks(zeros, 8) == [(0, 31), (31, 46), (46, 50)]
+    zeros[45] = 0
+    zeros[47] = 3  # a cut at 48 would leave a 2-token sliver: the chunk swallows the tail instead
+    assert make_chunks(zeros, 8) == [(0, 31), (31, 50)]
+    # A 40-token URL after a few words: its chunk takes it whole (41 tokens, over 2*target = 16).
+    url = torch.full((100,), 2)
+    url[10:50] = 1
+    chunks = make_chunks(url, 8)
+    assert chunks[:3] == [(0, 8), (8, 51), (51, 59)]
+    assert all(not 10 < b < 51 for _, b in chunks)
     assert make_chunks(torch.zeros(0, dtype=torch.long), 8) == []
     assert make_chunks(torch.tensor(()), 8) == []  # an empty tuple becomes a float tensor
 

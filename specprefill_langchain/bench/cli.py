@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from specprefill_langchain.bench import options, run_all
-from specprefill_langchain.bench.runs import accuracy, agent_step, fidelity, kv_reuse, latency
+from specprefill_langchain.bench.runs import (
+    accuracy,
+    agent_step,
+    cost,
+    depth,
+    fidelity,
+    kv_reuse,
+    latency,
+    long_history,
+)
 from specprefill_langchain.bench.tasks import KINDS
 
 Command = Callable[[argparse.Namespace], tuple[int, dict[str, Any]]]
@@ -72,6 +81,28 @@ def cmd_accuracy(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     return (0 if result["results"] else 1), result
 
 
+def cmd_cost(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    result = cost.run_args(args)
+    if args.plots:
+        from specprefill_langchain.bench.plots import plot_cost
+
+        result["plots"] = [str(p) for p in plot_cost(result, args.plots)]
+    return 0, result
+
+
+def cmd_depth(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    result = depth.run_args(args)
+    if args.plots:
+        from specprefill_langchain.bench.plots import plot_depth
+
+        result["plots"] = [str(p) for p in plot_depth(result, args.plots)]
+    return (0 if result["results"] else 1), result
+
+
+def cmd_long_history(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    return 0, long_history.run_args(args)
+
+
 def cmd_all(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
     return run_all.run_all(args, args.command_line)
 
@@ -106,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     common.add_argument("--plots", metavar="DIR", default=None, help="write PNG plots into DIR")
+    common.add_argument(
+        "--save",
+        metavar="RESULTS_JSON",
+        default=None,
+        help="also store the result as this command's section of RESULTS_JSON (e.g. docs/results.json), "
+        "for `bench report` to render",
+    )
     parser = argparse.ArgumentParser(prog="python -m specprefill_langchain.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, Command, str, Callable[[argparse.ArgumentParser], None]]] = [
@@ -116,12 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("kv-reuse", cmd_kv_reuse, "incremental prefill through the draft's KV cache", kv_reuse.add_args),
         ("all", cmd_all, "every benchmark above, results.json, plots, RESULTS.md", run_all.add_args),
         ("report", cmd_report, "rewrite RESULTS.md and the README block from results.json", _add_report),
+        ("cost", cmd_cost, "agent-loop cost under prompt caches: tokens, prefix stability, bill", cost.add_args),
+        ("depth", cmd_depth, "evidence retention and draft cost vs the layers the draft runs", depth.add_args),
+        ("long-history", cmd_long_history, "per-step mode past the draft's context: windows", long_history.add_args),
     ]
     for name, command, help_text, add in commands:
         p = sub.add_parser(name, parents=[common], help=help_text)
         add(p)
         p.set_defaults(run=command)
     return parser
+
+
+def save_section(path: Path, key: str, result: dict[str, Any], command: str) -> None:
+    """Store ``result`` under ``key`` in the results file (other sections stay), with its command."""
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[key] = result
+    results.setdefault("commands", {})[key] = command
+    if result.get("plots"):
+        results["plots"] = sorted({*results.get("plots", []), *result["plots"]})
+    path.write_text(json.dumps(results, indent=1, default=str) + "\n")
 
 
 def _print_summary(result: dict[str, Any]) -> None:
@@ -143,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     # Model libraries sometimes print; keep stdout for the one JSON object.
     with contextlib.redirect_stdout(sys.stderr):
         code, result = args.run(args)
+    if args.save and args.command not in ("all", "report"):
+        save_section(Path(args.save), args.command.replace("-", "_"), result, args.command_line)
     if args.json:
         print(json.dumps(result, default=str))
     else:

@@ -119,3 +119,52 @@ def plot_latency(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_xscale("log")
     ax.set(title=f"compression time, ~{result['tokens']} tokens, keep {result['keep_ratio']}", xlabel="s")
     return [_save(fig, out / "latency.png")]
+
+
+def plot_cost(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Cumulative input bill per step of the first loop, per arm, over the full loop's total bill."""
+    curves = result.get("cumulative_bill") or {}
+    if not curves:
+        return []
+    plt, out = _pyplot(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for arm, ys in curves.items():
+        style = {"color": "black", "ls": "--", "lw": 1.5} if arm == "full" else {"lw": 1.2}
+        ax.plot(range(len(ys)), ys, marker="o", markersize=3, label=arm, **style)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    cfg = result.get("config", {})
+    sheet = (cfg.get("price_sheets") or {}).get(cfg.get("cumulative_bill_sheet"), {})
+    prices = f"read {sheet['read']}, write {sheet['write']}" if sheet else "cached prices"
+    ax.set(
+        title=f"cumulative input bill ({prices}), keep {cfg.get('keep_ratio')}",
+        xlabel="model call (agent step)",
+        ylabel="bill / full loop's total",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "cost_cumulative_bill.png")]
+
+
+def plot_depth(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Overall evidence retention against the share of layers the draft runs, one line per draft x keep."""
+    rows = [r for r in result.get("results", []) if r.get("task") == "overall"]
+    if not rows:
+        return []
+    plt, out = _pyplot(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for draft in sorted({r["draft"] for r in rows}):
+        for keep in sorted({r["keep_ratio"] for r in rows}, reverse=True):
+            pts = sorted((r["depth"], r["retention"]) for r in rows if r["draft"] == draft and r["keep_ratio"] == keep)
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"{draft}, keep {keep}")
+    n = rows[0].get("n")
+    ax.set(
+        title=f"evidence retention vs scoring depth (n={n} tasks per point)",
+        xlabel="share of the draft's layers run and scored",
+        ylabel="retention",
+        ylim=(0, 1.05),
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return [_save(fig, out / "depth_retention.png")]

@@ -59,6 +59,9 @@ class _Call:
 
 def load_model(name: str, dtype: str) -> LoadedModel:
     """Load a model once per (folder, dtype); every ``LocalChatModel`` with that pair shares it."""
+    from specprefill_langchain.draft import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
     folder = models.resolve(name)  # ~35 µs once converted, so fine on every call
     key = (str(folder), dtype)
     with _REGISTRY_LOCK:
@@ -129,7 +132,8 @@ class LocalChatModel(BaseChatModel):
     max_new_tokens: int = 256
     temperature: float = 0.0
     """0 means greedy decoding (deterministic)."""
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """``"auto"``: bfloat16 where the CPU computes it natively, else float32 (the draft's rule)."""
 
     @property
     def _llm_type(self) -> str:

@@ -99,7 +99,7 @@ def run_accuracy(
     methods: list[str],
     keep_ratio: float = 0.3,
     draft: str = "smollm2-135m",
-    target_dtype: str = "bfloat16",
+    target_dtype: str = "auto",
     max_new_tokens: int = MAX_NEW_TOKENS,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "", own_tasks: bool = Tru
     )
     options.add(p, prefix, "keep", type=options.ratio, default=0.3, help="keep ratio of every compressed arm")
     options.add(p, prefix, "draft", default="smollm2-135m")
-    options.add(p, prefix, "target-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    options.add(p, prefix, "target-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     options.add(p, prefix, "tasks", type=int, default=DEFAULT_TASKS, help="tasks per arm, spread over the kinds")
     if own_tasks:
         options.add(p, prefix, "kinds", type=options.csv, default=None, help="task kinds (default: all)")

@@ -112,8 +112,8 @@ def run_agent_step(
     keep_ratio: float = 0.3,
     draft: str = "smollm2-135m",
     target: str = "qwen2.5-coder-0.5b",
-    dtype: str = "bfloat16",
-    target_dtype: str = "bfloat16",
+    dtype: str = "auto",
+    target_dtype: str = "auto",
     seed: int = 0,
     hop_chunks: int | None = None,
 ) -> dict[str, Any]:
@@ -207,6 +207,8 @@ def _summary(
     target_dtype: str,
 ) -> dict[str, Any]:
     last = _totals(per_step[-1:])
+    final = per_step[-1]
+    new = max(1, final["prefilled_tokens_with_reuse"])
     return {
         "aggregate": "last_step",  # headline numbers: the last (largest) step; "sum_over_steps" below
         "steps": steps,
@@ -222,6 +224,10 @@ def _summary(
         "reuse_saving_fraction": round(
             1 - last["compressed_ttft_s_with_reuse"] / last["compressed_ttft_s_without_reuse"], 3
         ),
+        # The draft's cost of one agent step per 1,000 new tokens (prefill + scoring, KV reuse on),
+        # at the last step: the number to hold against the target's own prefill speed.
+        "draft_s_per_1k_new": round(final["draft_s_with_reuse"] / new * 1000, 4),
+        "draft_new_tokens_last_step": final["prefilled_tokens_with_reuse"],
         "sum_over_steps": _totals(per_step),
         "peak_rss_mb": peak_rss_mb(),
         "torch_threads": torch.get_num_threads(),
@@ -235,8 +241,8 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     options.add(p, prefix, "keep-ratio", type=options.ratio, default=0.3)
     options.add(p, prefix, "draft", default="smollm2-135m")
     options.add(p, prefix, "target", default="qwen2.5-coder-0.5b")
-    options.add(p, prefix, "dtype", default="bfloat16", choices=["float32", "bfloat16"], help="draft dtype")
-    options.add(p, prefix, "target-dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    options.add(p, prefix, "dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="draft dtype")
+    options.add(p, prefix, "target-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     options.add(p, prefix, "hop-chunks", type=int, default=None, help="ScoringConfig.hop_chunks (0 = one pass)")
 
 

@@ -1,0 +1,259 @@
+"""``bench cost``: what an agent loop costs a target with a prefix cache, per compression arm.
+
+    python -m specprefill_langchain.bench cost --json --plots docs/ --n-per-kind 3 --steps 12
+
+Each task (:mod:`..tasks.agent_loops`) runs as a real ``langchain.agents.create_agent`` graph with an
+``InMemorySaver``: a scripted chat model asks for round k's tool call at its call k and answers after the
+last round, recording every input it receives (what the target reads); the tools return the rounds'
+outputs. Arms are middleware lists: ``full`` (none), ``context-editing`` (LangChain's own
+``ClearToolUsesEdit``, its trigger scaled to the loop), ``per_step`` and ``stable`` speculative prefill,
+and stable variants. Measures per arm (definitions in :mod:`.cost_target`): characters and target tokens
+sent, prefix stability, the input bill under two cache price sheets relative to ``full``, evidence
+kept verbatim at the final step (rate, n, Wilson 95 %), the draft's seconds per step, and (on
+``--ttft-tasks``) the local target's summed TTFT with its own prefix cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from typing import Any
+
+from specprefill_langchain.bench import options
+from specprefill_langchain.bench.intervals import wilson
+from specprefill_langchain.bench.runs import cost_loop
+from specprefill_langchain.bench.runs.cost_target import (
+    SHEETS,
+    PrefixCachedTarget,
+    cached_tokens,
+    encode,
+    prefix_stability,
+    relative,
+    render,
+    step_bills,
+    target_tokenizer,
+)
+from specprefill_langchain.bench.tasks.agent_loops import LOOP_KINDS, LoopTask, make_loop_tasks
+
+ARMS = cost_loop.ARMS
+CUMULATIVE_SHEET = "r0.1_w1.25"
+
+
+def _log(msg: str) -> None:
+    print(f"[cost] {msg}", file=sys.stderr, flush=True)
+
+
+def measure(task: LoopTask, arm: str, run: cost_loop.LoopRun, tokenizer: Any) -> dict[str, Any]:
+    """One (task, arm) row: per-step sizes, cache hits and draft seconds, and the per-loop totals."""
+    texts = [render(tokenizer, msgs, run.schemas) for msgs in run.inputs]
+    ids = [encode(tokenizer, t) for t in texts]
+    stab = prefix_stability(ids)
+    return {
+        "task": task.id,
+        "kind": task.kind,
+        "arm": arm,
+        "steps": len(ids),
+        "chars": [len(t) for t in texts],
+        "tokens": [len(x) for x in ids],
+        "cached": cached_tokens(ids),
+        "draft_s": [round(s, 4) for s in run.draft_s],
+        "stability": [round(s, 5) for s in stab],
+        "chars_total": sum(len(t) for t in texts),
+        "tokens_total": sum(len(x) for x in ids),
+        "stability_mean": statistics.fmean(stab) if stab else 1.0,
+        "stability_min": min(stab, default=1.0),
+        "bill": {name: sum(step_bills(ids, r, w)) for name, (r, w) in SHEETS.items()},
+        "evidence_kept": all(any(ev in m.text for m in run.inputs[-1]) for ev in task.evidence),
+        "draft_s_total": round(sum(run.draft_s), 4),
+        "_ids": ids,  # dropped before output; the TTFT run reuses them
+    }
+
+
+def _relate(rows: list[dict[str, Any]]) -> None:
+    """Add ``tokens_vs_full`` and ``bill_vs_full`` (same task's ``full`` arm) to every row."""
+    full = {r["task"]: r for r in rows if r["arm"] == "full"}
+    for r in rows:
+        ref = full[r["task"]]
+        r["tokens_vs_full"] = relative(r["tokens_total"], ref["tokens_total"])
+        r["bill_vs_full"] = {s: relative(r["bill"][s], ref["bill"][s]) for s in SHEETS}
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over tasks (minimum for the stability minimum); evidence as k of n with its interval."""
+    n = len(rows)
+    kept = sum(r["evidence_kept"] for r in rows)
+    steps = sum(r["steps"] for r in rows)
+    lo, hi = wilson(kept, n)
+    return {
+        "n": n,
+        "chars_sent": statistics.fmean(r["chars_total"] for r in rows),
+        "target_tokens_sent": statistics.fmean(r["tokens_total"] for r in rows),
+        "tokens_vs_full": statistics.fmean(r["tokens_vs_full"] for r in rows),
+        "prefix_stability_mean": statistics.fmean(r["stability_mean"] for r in rows),
+        "prefix_stability_min": min(r["stability_min"] for r in rows),
+        "bill_vs_full": {s: statistics.fmean(r["bill_vs_full"][s] for r in rows) for s in SHEETS},
+        "evidence_kept": kept,
+        "evidence_rate": kept / n if n else None,
+        "evidence_ci95": [round(lo, 4), round(hi, 4)],
+        "draft_s_per_step": sum(r["draft_s_total"] for r in rows) / steps if steps else 0.0,
+        "draft_s_per_task": statistics.fmean(r["draft_s_total"] for r in rows),
+    }
+
+
+def cumulative_bill(rows: list[dict[str, Any]], task_id: str, sheet: str = CUMULATIVE_SHEET) -> dict[str, list[float]]:
+    """Per arm, the running sum of the per-step bill of one task, over ``full``'s total bill."""
+    read, write = SHEETS[sheet]
+    mine = {r["arm"]: step_bills(r["_ids"], read, write) for r in rows if r["task"] == task_id}
+    total = sum(mine["full"])
+    out = {}
+    for arm, bills in mine.items():
+        run, acc = [], 0.0
+        for b in bills:
+            acc += b
+            run.append(round(acc / total, 5))
+        out[arm] = run
+    return out
+
+
+def ttft(tasks: list[LoopTask], rows: list[dict[str, Any]], arms: list[str], target: str, dtype: str) -> dict[str, Any]:
+    """Summed TTFT per arm = sum over steps of (draft seconds + target prefill with its prefix cache)."""
+    tgt = PrefixCachedTarget(target, dtype)
+    tgt.warm_up()
+    by = {(r["task"], r["arm"]): r for r in rows}
+    out: dict[str, Any] = {"target": target, "target_dtype": dtype, "tasks": [t.id for t in tasks], "arms": {}}
+    variants = [(arm, arm, True) for arm in arms] + [("full[no target cache]", "full", False)]
+    for label, arm, reuse in variants:
+        per_task = []
+        for task in tasks:
+            row = by[(task.id, arm)]
+            _log(f"ttft {task.id} {label}: {len(row['_ids'])} steps")
+            steps = tgt.time_loop(row["_ids"], reuse=reuse)
+            for s, d in zip(steps, row["draft_s"], strict=True):  # full's draft seconds are all 0
+                s["draft_s"], s["ttft_s"] = d, round(d + s["target_s"], 4)
+                s["target_s"] = round(s["target_s"], 4)
+            per_task.append(steps)
+        out["arms"][label] = {
+            "summed_ttft_s": statistics.fmean(sum(s["ttft_s"] for s in st) for st in per_task),
+            "target_prefill_s": statistics.fmean(sum(s["target_s"] for s in st) for st in per_task),
+            "draft_s": statistics.fmean(sum(s["draft_s"] for s in st) for st in per_task),
+            "target_cache": reuse,
+            "per_step": per_task[0],
+        }
+        _log(f"ttft {label}: summed {out['arms'][label]['summed_ttft_s']:.2f}s")
+    return out
+
+
+def run_cost(
+    tasks: list[LoopTask],
+    draft: Any,
+    *,
+    arms: list[str] | tuple[str, ...] = ARMS,
+    keep_ratio: float = 0.3,
+    target: str = "qwen2.5-coder-0.5b",
+    target_dtype: str = "auto",
+    ttft_tasks: int = 1,
+    no_ttft: bool = False,
+    ce_trigger: int = 6000,
+    ce_keep: int = 3,
+) -> dict[str, Any]:
+    """Every task through every arm (one at a time), then the metrics; ``draft`` is a loaded ``DraftModel``."""
+    arms = ["full", *(a for a in arms if a != "full")]  # full is the reference of every relative figure
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        msg = f"unknown arm(s) {unknown}; choose from {list(ARMS)}"
+        raise ValueError(msg)
+    tokenizer = target_tokenizer(target, None if no_ttft else target_dtype)
+    rows = []
+    for task in tasks:
+        for arm in arms:
+            mw = cost_loop.middleware(arm, draft, keep_ratio, ce_trigger, ce_keep)
+            run = cost_loop.run_loop(task, arm, mw, _log)
+            rows.append(measure(task, arm, run, tokenizer))
+    _relate(rows)
+    result: dict[str, Any] = {
+        "config": {
+            "arms": arms,
+            "arm_settings": {a: cost_loop.ARM_SETTINGS[a] for a in arms},
+            "context_editing": cost_loop.context_editing_settings(ce_trigger, ce_keep),
+            "keep_ratio": keep_ratio,
+            "draft": getattr(draft, "name", str(draft)),
+            "draft_dtype": str(getattr(draft, "dtype", "")).replace("torch.", ""),
+            "target_tokenizer": target,
+            "kinds": sorted({t.kind for t in tasks}, key=LOOP_KINDS.index),
+            "n_tasks": len(tasks),
+            "steps": max(t.steps for t in tasks),
+            "model_calls_per_task": max(t.steps for t in tasks) + 1,
+            "price_sheets": {k: {"read": r, "write": w} for k, (r, w) in SHEETS.items()},
+            "cumulative_bill_sheet": CUMULATIVE_SHEET,
+        },
+        "arms": {a: aggregate([r for r in rows if r["arm"] == a]) for a in arms},
+        "per_kind": {
+            k: {a: aggregate([r for r in rows if r["arm"] == a and r["kind"] == k]) for a in arms}
+            for k in sorted({t.kind for t in tasks}, key=LOOP_KINDS.index)
+        },
+        "cumulative_bill": cumulative_bill(rows, tasks[0].id),
+    }
+    if no_ttft or ttft_tasks < 1:
+        result["ttft"] = {"skipped": "--no-ttft" if no_ttft else "--ttft-tasks 0"}
+    else:
+        result["ttft"] = ttft(tasks[:ttft_tasks], rows, arms, target, target_dtype)
+    result["per_task"] = [{k: v for k, v in r.items() if k != "_ids"} for r in rows]
+    _summary(result)
+    return result
+
+
+def _summary(result: dict[str, Any]) -> None:
+    _log(f"{'arm':<24} {'tok vs full':>11} {'stab mean':>9} {'stab min':>8} {'bill w1.25':>10} "
+         f"{'bill w1.0':>9} {'evidence':>10} {'draft s/step':>12}")  # fmt: skip
+    for arm, a in result["arms"].items():
+        bill = a["bill_vs_full"]
+        _log(
+            f"{arm:<24} {a['tokens_vs_full']:>11.3f} {a['prefix_stability_mean']:>9.3f} "
+            f"{a['prefix_stability_min']:>8.3f} {bill['r0.1_w1.25']:>10.3f} {bill['r0.1_w1.0']:>9.3f} "
+            f"{a['evidence_kept']:>4}/{a['n']:<5} {a['draft_s_per_step']:>12.3f}"
+        )
+
+
+def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    options.add(p, prefix, "kinds", type=options.csv_of(str, LOOP_KINDS), default=list(LOOP_KINDS))
+    options.add(p, prefix, "n-per-kind", type=int, default=3, help="loops per kind")
+    options.add(p, prefix, "steps", type=int, default=12, help="tool steps per loop (one model call more)")
+    options.add(p, prefix, "output-chars", type=int, default=3000, help="characters per tool output")
+    options.add(p, prefix, "arms", type=options.csv_of(str, ARMS), default=list(ARMS), help=", ".join(ARMS))
+    options.add(p, prefix, "keep-ratio", type=options.ratio, default=0.3)
+    options.add(p, prefix, "ttft-tasks", type=int, default=1, help="tasks whose local target TTFT is timed")
+    options.add(p, prefix, "no-ttft", action="store_true", help="skip the local target's TTFT timing")
+    options.add(p, prefix, "draft", default="smollm2-135m")
+    options.add(p, prefix, "dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="draft dtype")
+    options.add(p, prefix, "target", default="qwen2.5-coder-0.5b", help="tokenizer and TTFT model")
+    options.add(p, prefix, "target-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    options.add(p, prefix, "ce-trigger", type=int, default=6000, help="context-editing trigger (tokens)")
+    options.add(p, prefix, "ce-keep", type=int, default=3, help="context-editing: tool results kept")
+    options.add(p, prefix, "seed", type=int, default=0)
+
+
+def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    from specprefill_langchain import DraftModel
+
+    def get(name: str) -> Any:
+        return options.get(args, prefix, name)
+
+    tasks = make_loop_tasks(get("kinds"), get("n-per-kind"), get("steps"), get("output-chars"), get("seed"))
+    _log(f"{len(tasks)} loops of {get('steps')} steps; loading draft {get('draft')} ({get('dtype')})")
+    draft = DraftModel.load(get("draft"), dtype=get("dtype"))
+    result = run_cost(
+        tasks,
+        draft,
+        arms=get("arms"),
+        keep_ratio=get("keep-ratio"),
+        target=get("target"),
+        target_dtype=get("target-dtype"),
+        ttft_tasks=get("ttft-tasks"),
+        no_ttft=get("no-ttft"),
+        ce_trigger=get("ce-trigger"),
+        ce_keep=get("ce-keep"),
+    )
+    result["config"] |= {"seed": get("seed"), "n_per_kind": get("n-per-kind"), "output_chars": get("output-chars")}
+    result["config"]["draft"] = get("draft")
+    return result
