@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     full = sum(len(m.text) for m in history)
     compressed = [e for e in stats.events if not e["passthrough"]]
     print(
-        f"\n{len(stats.events)} model calls in {time.perf_counter() - t0:.0f} s; checkpointed history: "
+        f"\n{len(stats.events)} compressions in {time.perf_counter() - t0:.0f} s; checkpointed history: "
         f"{len(history)} messages, {full:,} chars (whole, uncompressed)"
     )
     if compressed:

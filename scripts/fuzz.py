@@ -28,21 +28,11 @@ from test_invariants import KEEP_RATIOS, histories, run_one
 from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
 
 
-def tiny_draft(smol: DraftModel) -> DraftModel:
-    """The same tiny random llama as tests/conftest.py (fast, with SmolLM2's real tokenizer)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_draft_for(smol: DraftModel) -> DraftModel:
+    """The same tiny random llama as the tests' ``tiny`` fixture (tests/tiny.py)."""
+    from tiny import tiny_draft
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(smol.tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-    )
-    return DraftModel(LlamaForCausalLM(cfg), smol.tokenizer, name="tiny-random")
+    return tiny_draft(smol.tokenizer)
 
 
 def main() -> int:
@@ -55,7 +45,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     smol = DraftModel.load("smollm2-135m")
-    draft = tiny_draft(smol) if args.draft == "tiny" else DraftModel.load(args.draft)
+    draft = tiny_draft_for(smol) if args.draft == "tiny" else DraftModel.load(args.draft)
     policy = PolicyConfig(min_compressible_tokens=0)
     compressors = {kr: SpecPrefillCompressor(draft=draft, keep_ratio=kr, policy=policy) for kr in KEEP_RATIOS}
     counts: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-"""How the draft reads chat turns: role headers and footers, and each message's role.
+"""How the draft reads chat turns: role headers and footers, each message's role, its tool calls.
 
 The draft reads the transcript in the chat format it was trained on (ChatML for SmolLM2 and Qwen,
 Gemma's turns, a plain "Role:" fallback), so it reads turns as turns.
@@ -7,6 +7,7 @@ Gemma's turns, a plain "Role:" fallback), so it reads turns as turns.
 from __future__ import annotations
 
 import contextlib
+import json
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -66,3 +67,49 @@ def role_of(m: BaseMessage) -> str:
     if isinstance(m, ToolMessage):
         return "tool"
     return str(getattr(m, "role", None) or m.type)
+
+
+def is_text_block(block: Any) -> bool:
+    return isinstance(block, str) or (
+        isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+    )
+
+
+def block_text(block: Any) -> str:
+    return block if isinstance(block, str) else block["text"]
+
+
+def safe_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that never fails on tool-call arguments: odd values go through ``str``, and keys
+    that JSON cannot hold or sort (a tuple; ``1`` beside ``"a"``) become their ``str`` form."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str, **kwargs)
+    except (TypeError, ValueError):
+        return json.dumps(_str_keys(value), ensure_ascii=False, default=str, **kwargs)
+
+
+def _str_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_str_keys(v) for v in value]
+    return value
+
+
+def render_key(m: BaseMessage) -> str:
+    """Everything a message renders to, as one string (equal strings, equal token layout)."""
+    calls = [[c["name"], c["args"]] for c in m.tool_calls] if isinstance(m, AIMessage) and m.tool_calls else []
+    name = m.name if isinstance(m, ToolMessage) else None
+    return safe_json([role_of(m), name, m.content, calls], sort_keys=True)
+
+
+def render_tool_calls(m: BaseMessage) -> str:
+    """How an AI message's tool calls read to the draft (protected: never compressed).
+
+    Arguments that JSON cannot encode (a datetime, a custom object) are written with ``str``, so an
+    odd argument never breaks compression.
+    """
+    if not (isinstance(m, AIMessage) and m.tool_calls):
+        return ""
+    calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
+    return "".join(f"\n<tool_call>{safe_json(c)}</tool_call>" for c in calls)

@@ -71,7 +71,8 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
             loaded :class:`DraftModel`.
         keep_ratio: fraction of the compressible draft tokens to keep.
         target: the target chat model, used to count target tokens (``max_target_tokens`` and
-            the stats); it is never called.
+            the stats; it is never called), or a callable ``messages -> int`` (as the
+            ``token_counter`` of ``trim_messages``).
         config: a full :class:`CompressorConfig`; keyword arguments override its fields.
         cache: a :class:`PrefixCache` to share between compressors of the same draft (default:
             a private one of ``cache_bytes``).
@@ -116,7 +117,7 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         super().__init__(config=cfg, target=target)
         self._counter = counter
         # One store per compressor unless shared on purpose (e.g. one per draft across keep ratios).
-        self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes)
+        self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes, ttl_s=cfg.cache_ttl_s)
         if isinstance(draft, DraftModel):
             self._draft = draft
         else:
@@ -189,7 +190,7 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         """A readable view of what is kept and dropped (``print`` it, or show it in a notebook)."""
         from .explain import Explanation
 
-        return Explanation.from_result(self.compress(messages, cache_key=cache_key), self.config.selection.gap_marker)
+        return Explanation.from_result(self.compress(messages, cache_key=cache_key))
 
     # ------------------------------------------------------------------ Runnable
     def _invoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
@@ -255,9 +256,9 @@ async def acompress_and_emit(
 
 
 @functools.lru_cache(maxsize=8)
-def _shared(config: CompressorConfig) -> SpecPrefillCompressor:
-    """One compressor (and so one KV cache) per configuration for the functional form."""
-    return SpecPrefillCompressor(config=config)
+def _shared(config: CompressorConfig, draft: DraftModel | None) -> SpecPrefillCompressor:
+    """One compressor (and so one KV cache) per configuration (and loaded draft) for the functional form."""
+    return SpecPrefillCompressor(draft=draft, config=config)
 
 
 @overload
@@ -284,15 +285,17 @@ def compress_messages(
     Calls with the same settings share one compressor, so the functional form reuses the draft's KV
     cache from call to call as the Runnable does (``target=`` or ``cache=`` get a compressor of their own).
     """
-    if messages is None or isinstance(draft, DraftModel) or {"target", "cache", "config"} & set(options):
+    if {"target", "cache", "config"} & set(options):
         compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, **options)
     else:
-        changes = {k: v for k, v in {"draft": draft, "keep_ratio": keep_ratio, **options}.items() if v is not None}
+        loaded = draft if isinstance(draft, DraftModel) else None
+        named = draft.name if loaded is not None else draft
+        changes = {k: v for k, v in {"draft": named, "keep_ratio": keep_ratio, **options}.items() if v is not None}
         unknown = set(changes) - _CONFIG_FIELDS
         if unknown:
             msg = f"unknown option(s) {sorted(unknown)}; valid ones are {sorted(_CONFIG_FIELDS)}."
             raise TypeError(msg)
-        compressor = _shared(CompressorConfig(**changes))
+        compressor = _shared(CompressorConfig(**changes), loaded)
     if messages is None:
         return compressor
     return compressor.invoke(messages)

@@ -63,7 +63,7 @@ class ScoringConfig:
     query_reduce: Reduce = "max"
     hop_chunks: int = 3
     layers: Literal["auto", "all"] = "auto"
-    max_question_tokens: int = 256
+    max_question_tokens: int = 384
     query: Literal["request", "step"] = "step"
     depth: float = 1.0
 
@@ -210,6 +210,7 @@ class CompressorConfig:
         (oneDNN on CPU, native on GPU), else float32; see ``bench kv-reuse`` for the measured gain.
     prefill_chunk: tokens per forward pass of the draft while prefilling (bounds memory).
     cache_bytes: memory budget of the draft's prefix KV cache store.
+    cache_ttl_s: drop cached prefixes not used for this many seconds (None: only the byte budget evicts).
     on_error: ``"raise"``, or ``"passthrough"`` (return the input unchanged with a warning, and
         ``stats.error`` set) so that a failing draft never breaks an agent loop.
     max_input_chars: refuse (``ValueError``, or pass through under ``on_error="passthrough"``)
@@ -224,6 +225,7 @@ class CompressorConfig:
     device: str = "cpu"
     prefill_chunk: int = 512
     cache_bytes: int = 2 * 1024**3
+    cache_ttl_s: float | None = None
     on_error: OnError = "raise"
     max_input_chars: int = 1_000_000
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
@@ -257,6 +259,10 @@ class CompressorConfig:
             f"prefill_chunk={self.prefill_chunk} is out of range: use 64 to 8192 tokens.",
         )
         _check(self.cache_bytes >= 0, f"cache_bytes={self.cache_bytes} must be >= 0 (0 disables reuse).")
+        _check(
+            self.cache_ttl_s is None or self.cache_ttl_s > 0,
+            f"cache_ttl_s={self.cache_ttl_s} must be a positive number of seconds, or None for no expiry.",
+        )
         _check(
             self.on_error in ("raise", "passthrough"),
             f"on_error={self.on_error!r} is not valid: use 'raise' or 'passthrough'.",

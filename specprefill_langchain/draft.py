@@ -15,92 +15,20 @@ Which tokens it reads, which cache it extends and what the captured states mean 
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import inspect
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .config import DTYPES
+from .capture import ATTN_NAME, recording, register_attention
+from .config import DTYPES, CompressorConfig
 
-ATTN_NAME = "specprefill_sdpa"
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert {*_TORCH_DTYPES, "auto"} == set(DTYPES), "config.DTYPES and the torch dtypes disagree"
-
-
-# --------------------------------------------------------------------------- query capture
-@dataclass
-class _Recorder:
-    """Collects query states per layer during one capture forward (one per thread/task)."""
-
-    layers: frozenset[int]
-    queries: dict[int, list[torch.Tensor]] = field(default_factory=dict)
-    scales: dict[int, float] = field(default_factory=dict)
-
-
-_RECORDER: contextvars.ContextVar[_Recorder | None] = contextvars.ContextVar("specprefill_rec", default=None)
-_REGISTER_LOCK = threading.Lock()
-_REGISTERED = False
-
-
-def _capture_attention(
-    module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, **kwargs: Any
-):
-    """Stock SDPA attention that also records the queries when a capture is active.
-
-    The recorder lives in a context variable, so concurrent calls in other threads or tasks never see
-    each other's captures, and a forward outside a capture pays one lookup.
-    """
-    rec = _RECORDER.get()
-    if rec is not None:
-        idx = int(getattr(module, "layer_idx", -1))
-        if idx in rec.layers:
-            # (batch=1, H, q, D) -> (H, q, D); copied so the recorder owns it.
-            rec.queries.setdefault(idx, []).append(query[0].detach().clone())
-            scale = kwargs.get("scaling")
-            rec.scales[idx] = float(scale) if scale is not None else query.shape[-1] ** -0.5
-    return _sdpa(module, query, key, value, mask, **kwargs)
-
-
-def _sdpa(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: Any, **kw: Any):
-    """The stock SDPA forward, except that GQA heads are never materialised when a mask is given.
-
-    Stock transformers repeats the kv heads (a copy of every key and value, per layer) whenever a mask
-    is present, which is every incremental prefill chunk. SDPA's ``enable_gqa`` does the same math
-    without the copy: incremental steps get ~20% faster on CPU with identical results.
-    """
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    groups = getattr(module, "num_key_value_groups", 1)
-    plain = not any(kw.get(k) is not None for k in ("softcap", "position_bias", "s_aux", "sinks"))
-    if groups > 1 and plain and isinstance(mask, torch.Tensor) and mask.dtype == torch.bool and query.shape[2] > 1:
-        out = torch.nn.functional.scaled_dot_product_attention(
-            query, key, value, attn_mask=mask, scale=kw.get("scaling"), enable_gqa=True
-        )
-        return out.transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(module, query, key, value, mask, **kw)
-
-
-def _register_attention() -> None:
-    """Register our attention function *and* the SDPA mask function under the same name.
-
-    Without the mask registration transformers silently passes no mask for an unknown attention
-    name: Gemma's sliding window is lost and incremental prefill goes wrong, with no error.
-    """
-    global _REGISTERED
-    with _REGISTER_LOCK:
-        if _REGISTERED:
-            return
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-        AttentionInterface.register(ATTN_NAME, _capture_attention)
-        AttentionMaskInterface.register(ATTN_NAME, sdpa_mask)
-        _REGISTERED = True
 
 
 # (queries (H, Q, D), keys (KVH, K, D), scale) of one layer: what scoring.token_importance reads.
@@ -155,7 +83,7 @@ class DraftModel:
     _registry_lock = threading.Lock()
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "custom") -> None:
-        _register_attention()
+        register_attention()
         model.eval()
         model.set_attn_implementation(ATTN_NAME)
         self.model = model
@@ -181,7 +109,9 @@ class DraftModel:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, name: str = "smollm2-135m", *, dtype: str = "float32", device: str = "cpu") -> DraftModel:
+    def load(
+        cls, name: str = CompressorConfig.draft, *, dtype: str = CompressorConfig.dtype, device: str = "cpu"
+    ) -> DraftModel:
         """The shared draft for ``name`` (short name, folder, GGUF file or hub id); loads it once.
 
         ``dtype="auto"`` picks bfloat16 where the device computes it fast, else float32.
@@ -312,15 +242,11 @@ class DraftModel:
                 f"depth (their cache holds every key) can score: {sorted(usable)}."
             )
             raise ValueError(msg)
-        rec = _Recorder(layers=wanted)
-        token = _RECORDER.set(rec)
-        try:
+        with recording(wanted) as rec:
             logits = self._forward(ids, cache, logits=lookahead > 0, depth=depth)
             for _ in range(lookahead):
                 nxt = int(torch.argmax(logits))
                 logits = self._forward([nxt], cache, logits=True, depth=depth)
-        finally:
-            _RECORDER.reset(token)
         return [(torch.cat(rec.queries[i], dim=1), cache.layers[i].keys[0], rec.scales[i]) for i in sorted(rec.queries)]
 
     @property

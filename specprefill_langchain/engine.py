@@ -6,13 +6,13 @@ This is the glue between the parts; the LangChain faces (:mod:`compressor`, :mod
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Collection, Sequence
 
 from langchain_core.messages import AIMessage, BaseMessage
 
+from .chatformat import safe_json
 from .config import CompressorConfig
 from .draft import DraftModel
 from .kvcache import PrefixCache
@@ -36,7 +36,7 @@ def _check_encodable(messages: Sequence[BaseMessage]) -> None:
         texts += [getattr(m, "name", None) or ""]
         if isinstance(m, AIMessage) and m.tool_calls:
             calls = [[c["name"], c["args"]] for c in m.tool_calls]
-            texts.append(json.dumps(calls, ensure_ascii=False, default=str))
+            texts.append(safe_json(calls))
         for text in texts:
             if not isinstance(text, str):
                 continue
@@ -134,13 +134,15 @@ def compress(
         # Shrink the draft-token budget until the target's own count fits (a few rounds at most).
         # The counter caches per message, so each round counts only the messages that changed.
         protected = len(t.ids) - t.compressible_tokens
+        extra = target.count([], extra=target_extra) - target.overhead if target is not None and target_extra else 0
         for _ in range(8):
             count = target.count(out, extra=target_extra) if target is not None else protected + kept_n
             if count <= cfg.max_target_tokens or budget <= 0:
                 break
-            per_draft = (full_target or len(t.ids)) / max(1, len(t.ids))
+            # Target tokens per draft token of the messages (the extra is not in the draft's ids).
+            per_draft = ((full_target - extra) if full_target else len(t.ids)) / max(1, len(t.ids))
             budget -= math.ceil((count - cfg.max_target_tokens) / per_draft) + cfg.selection.chunk_tokens // 2
-            kept, kept_n = kept_spans(t, chunks, max(0, budget))
+            kept, kept_n = kept_spans(t, chunks, max(0, budget), cfg.selection.keep_neighbors)
             out = t.rebuild(kept, cfg.selection.gap_marker)
         stats.target_budget_exceeded = (
             target.count(out, extra=target_extra) if target is not None else protected + kept_n

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass, field
 
+from .chatformat import safe_json
 from .stats import CompressionResult, CompressionStats
 
 
@@ -31,11 +31,10 @@ class Explanation:
 
     messages: tuple[MessageView, ...]
     stats: CompressionStats
-    gap_marker: str = " … "
     dropped_marks: tuple[str, str] = field(default=("[-", "-]"))
 
     @classmethod
-    def from_result(cls, result: CompressionResult, gap_marker: str = " … ") -> Explanation:
+    def from_result(cls, result: CompressionResult) -> Explanation:
         views = []
         t = result.transcript
         for i, m in enumerate(result.original):
@@ -58,9 +57,9 @@ class Explanation:
             if t is None:
                 pieces = [(m.text, True)]
             for call in getattr(m, "tool_calls", None) or []:  # never compressed; shown for context
-                pieces.append((f"\n-> tool call {call['name']}({json.dumps(call['args'], ensure_ascii=False)})", True))
+                pieces.append((f"\n-> tool call {call['name']}({safe_json(call['args'])})", True))
             views.append(MessageView(i, m.type, tuple(pieces), compressed))
-        return cls(tuple(views), result.stats, gap_marker)
+        return cls(tuple(views), result.stats)
 
     def __str__(self) -> str:
         lo, hi = self.dropped_marks

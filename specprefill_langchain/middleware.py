@@ -150,13 +150,19 @@ class SpecPrefillMiddleware(AgentMiddleware):
         return f"SpecPrefillMiddleware(name={self._name!r}, config={self.compressor.config!r})"
 
     def _stable_result(self, request: ModelRequest[Any], step: StableStep, response: Any) -> ModelCallResult[Any]:
+        """The model's response plus a state update that stores the newly frozen forms."""
         if not step.updates:
             return response
+        update: dict[str, Any] = {FROZEN_KEY: step.updates}
+        if isinstance(response, ExtendedModelResponse):  # an inner middleware's command: keep it, add ours
+            inner = response.command
+            if inner is not None and inner.update is not None:
+                pairs = inner.update.items() if isinstance(inner.update, dict) else inner.update
+                update = {**dict(pairs), FROZEN_KEY: step.updates}
+            return ExtendedModelResponse(model_response=response.model_response, command=Command(update=update))
         if isinstance(response, AIMessage):
             response = ModelResponse(result=[response])
-        if isinstance(response, ExtendedModelResponse):  # an inner middleware's command comes first
-            return response  # pragma: no cover - rare; the frozen forms are decided again next step
-        return ExtendedModelResponse(model_response=response, command=Command(update={FROZEN_KEY: step.updates}))
+        return ExtendedModelResponse(model_response=response, command=Command(update=update))
 
     def _extra(self, request: ModelRequest[Any]) -> list[Any]:
         system = [request.system_message] if getattr(request, "system_message", None) is not None else []

@@ -5,22 +5,38 @@ often named only in the agent's latest tool call or in the newest result (a trac
 function, a ticket names a record). ``ScoringConfig.query`` picks (docs/design.md, "Queries"):
 
 * ``"request"``: the latest human message (what a one-shot prompt asks);
-* ``"step"``: the agent's current step (the text and tool calls of its latest AI message, and the
-  newest tool results that are not themselves being compressed), then the request. The request
-  goes last, so that when the query is cut to ``max_question_tokens`` from the left it survives.
+* ``"step"``: the agent's current step: the salient lines of the newest tool results that are not
+  themselves being scored, the tool calls (with their arguments) that fetched the results being
+  scored, then the request. The request goes last, so that a cut to ``max_question_tokens`` from
+  the left keeps it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
+from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from .transcript import latest_human_index, render_tool_calls
+from .chatformat import safe_json
+from .policy import latest_human_index
 
-# How much of one newest tool result joins the query: its end (a traceback's last frames, a log's
-# last lines, the record a grep hit names).
-RESULT_CHARS = 600
+# What the query takes from the turn (docs/design.md, "Queries"):
+# * the salient lines of the most recent results that are not being scored: the lines an agent acts
+#   on, which name what it looks for next (an error names a key, a failing test names a function);
+# * the tool calls that fetched the results being scored, compactly (``name key=value ...``): the
+#   call says what its output was fetched for;
+# * the request, last.
+SALIENT = re.compile(
+    r"\b(error|exception|traceback|fail(ed|ure)?|warn(ing)?|rejected|denied|invalid|unknown|missing|not found)\b",
+    re.IGNORECASE,
+)
+SALIENT_LINES = 3  # per result
+RESULTS = 3  # the most recent results (not being scored) whose salient lines join the query
+LINE_CHARS = 200
+CALL_CHARS = 120
+CALLS = 16  # the calls that fetched the results being scored, the latest kept
 
 
 def request_text(messages: Sequence[BaseMessage]) -> str | None:
@@ -28,24 +44,42 @@ def request_text(messages: Sequence[BaseMessage]) -> str | None:
     return None if i is None else (messages[i].text or None)
 
 
-def step_text(messages: Sequence[BaseMessage], exclude: Collection[int] = ()) -> str:
-    """The agent's current step: its latest AI message (text and tool calls) and the results after it.
+def _compact(value: Any) -> str:
+    return value if isinstance(value, str) else safe_json(value)
 
-    Results whose index is in ``exclude`` (the ones being scored) are left out: a restated copy of
-    a text would make its queries find the text itself.
+
+def _call_text(call: dict[str, Any]) -> str:
+    args = call.get("args") or {}
+    pairs = " ".join(f"{k}={_compact(v)}" for k, v in args.items()) if isinstance(args, dict) else _compact(args)
+    return f"{call['name']} {pairs}".strip()[:CALL_CHARS]
+
+
+def _salient(m: ToolMessage) -> list[str]:
+    return [line.strip()[:LINE_CHARS] for line in m.text.splitlines() if SALIENT.search(line)][:SALIENT_LINES]
+
+
+def step_text(messages: Sequence[BaseMessage], scored: Collection[int] = ()) -> str:
+    """The agent's current step as query text: salient lines of recent results, then the fetching calls.
+
+    ``scored``: indices of the tool results being scored. Their own text is never restated (a copy of a
+    text would make its queries find the text itself); the calls that fetched them are, the latest last.
     """
-    last_ai = next((i for i in range(len(messages) - 1, -1, -1) if isinstance(messages[i], AIMessage)), None)
-    if last_ai is None or last_ai < (latest_human_index(messages) or 0):
+    human = latest_human_index(messages)
+    turn = 0 if human is None else human + 1
+    results = [j for j in range(turn, len(messages)) if isinstance(messages[j], ToolMessage)]
+    if not results:
         return ""
-    ai = messages[last_ai]
-    pieces = [ai.text.strip(), render_tool_calls(ai).strip()]
-    for j in range(last_ai + 1, len(messages)):
-        m = messages[j]
-        if isinstance(m, ToolMessage) and j not in exclude:
-            pieces.append(m.text[-RESULT_CHARS:].strip())
-        elif isinstance(m, HumanMessage):
-            break
-    return "\n".join(p for p in pieces if p)
+    recent = [j for j in results if j not in scored][-RESULTS:]
+    salient = [line for j in recent for line in _salient(messages[j])]
+    wanted = {messages[j].tool_call_id for j in results if j in scored}
+    calls = [
+        _call_text(c)
+        for i in range(turn, len(messages))
+        if isinstance(messages[i], AIMessage)
+        for c in messages[i].tool_calls
+        if c.get("id") in wanted
+    ][-CALLS:]
+    return "\n".join([*salient, *calls])
 
 
 def build_query(messages: Sequence[BaseMessage], how: str, exclude: Collection[int] = ()) -> str | None:

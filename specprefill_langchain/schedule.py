@@ -29,10 +29,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
+from .chatformat import render_key
 from .compressor import aemit_stats, emit_stats
 from .config import StableConfig
+from .policy import is_compressible
 from .stats import CompressionResult
-from .transcript import is_compressible, render_key
 
 FROZEN_KEY = "specprefill"
 Frozen = dict[str, dict[str, Any]]
@@ -171,27 +172,35 @@ class StableStep:
     result: CompressionResult | None
 
 
-def _prepare(messages: Sequence[BaseMessage], frozen: Mapping[str, Any] | None, cfg: StableConfig, policy: Any):
-    p = plan(messages, frozen or {}, cfg, policy)
-    index_map = draft_window(p.view, p.candidates, cfg.window_chars) if p.candidates else []
-    return p, index_map
+@dataclass
+class _Pending:
+    """A stable step between its plan and its compression: what the draft reads and may compress."""
+
+    messages: Sequence[BaseMessage]
+    frozen: Mapping[str, Any]
+    plan: Plan
+    index_map: list[int]  # positions of the draft's window -> indices of ``messages``
+    window: list[BaseMessage]  # empty: nothing to compress this step
+    only: list[int]  # positions of the window that may be compressed
+
+    def finish(self, result: CompressionResult | None, footer: str | None) -> StableStep:
+        p = self.plan
+        updates = frozen_updates(self.messages, self.index_map, result, p.candidates, p.whole, footer)
+        final, _ = apply_frozen(self.messages, {**self.frozen, **updates})
+        if result is not None:
+            result.stats.mode = "stable"
+            result.stats.newly_compressed = sum(1 for u in updates.values() if u["content"] is not None)
+            result.stats.frozen_reused = len(p.view) - len(p.candidates) - len(p.whole)
+        return StableStep(final, updates, result)
 
 
-def _finish(
-    messages: Sequence[BaseMessage],
-    frozen: Mapping[str, Any] | None,
-    p: Plan,
-    index_map: list[int],
-    result: CompressionResult | None,
-    footer: str | None,
-) -> StableStep:
-    updates = frozen_updates(messages, index_map, result, p.candidates, p.whole, footer)
-    final, _ = apply_frozen(messages, {**(frozen or {}), **updates})
-    if result is not None:
-        result.stats.mode = "stable"
-        result.stats.newly_compressed = sum(1 for u in updates.values() if u["content"] is not None)
-        result.stats.frozen_reused = len(p.view) - len(p.candidates) - len(p.whole)
-    return StableStep(final, updates, result)
+def _prepare(compressor: Any, messages: Sequence[BaseMessage], frozen: Mapping[str, Any] | None) -> _Pending:
+    cfg = compressor.config
+    p = plan(messages, frozen or {}, cfg.stable, cfg.policy)
+    index_map = draft_window(p.view, p.candidates, cfg.stable.window_chars) if p.candidates else []
+    chosen = set(p.candidates)
+    only = [pos for pos, i in enumerate(index_map) if i in chosen]
+    return _Pending(messages, frozen or {}, p, index_map, [p.view[i] for i in index_map], only)
 
 
 def run_stable(
@@ -205,14 +214,11 @@ def run_stable(
     target_extra: Sequence[BaseMessage] = (),
 ) -> StableStep:
     """Decide what this step must decide, and return the model input with every frozen form in place."""
-    cfg = compressor.config
-    p, index_map = _prepare(messages, frozen, cfg.stable, cfg.policy)
+    pending = _prepare(compressor, messages, frozen)
     result = None
-    if p.candidates:
-        window = [p.view[i] for i in index_map]
-        only = [pos for pos, i in enumerate(index_map) if i in set(p.candidates)]
-        result = compressor.compress(window, cache_key=cache_key, only=only, target_extra=target_extra)
-    step = _finish(messages, frozen, p, index_map, result, footer)
+    if pending.window:
+        result = compressor.compress(pending.window, cache_key=cache_key, only=pending.only, target_extra=target_extra)
+    step = pending.finish(result, footer)  # sets the stats' stable-mode fields: emit after it
     if result is not None:
         emit_stats(result.stats, config)
     return step
@@ -229,14 +235,13 @@ async def arun_stable(
     target_extra: Sequence[BaseMessage] = (),
 ) -> StableStep:
     """The async twin of :func:`run_stable`."""
-    cfg = compressor.config
-    p, index_map = _prepare(messages, frozen, cfg.stable, cfg.policy)
+    pending = _prepare(compressor, messages, frozen)
     result = None
-    if p.candidates:
-        window = [p.view[i] for i in index_map]
-        only = [pos for pos, i in enumerate(index_map) if i in set(p.candidates)]
-        result = await compressor.acompress(window, cache_key=cache_key, only=only, target_extra=target_extra)
-    step = _finish(messages, frozen, p, index_map, result, footer)
+    if pending.window:
+        result = await compressor.acompress(
+            pending.window, cache_key=cache_key, only=pending.only, target_extra=target_extra
+        )
+    step = pending.finish(result, footer)
     if result is not None:
         await aemit_stats(result.stats, config)
     return step

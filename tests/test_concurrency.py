@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -60,15 +59,6 @@ def serial_reference(draft: DraftModel, threads: int, steps: int) -> dict:
 
 
 # --------------------------------------------------------------------------- tests
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Each agent thread runs single-threaded torch: eight of them already oversubscribe two cores.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def reference(tiny, one_thread) -> dict:
     return serial_reference(tiny, THREADS, STEPS)

@@ -309,16 +309,6 @@ def run_one(compressor: SpecPrefillCompressor, history: list[BaseMessage]) -> Co
 
 # --------------------------------------------------------------------------- tests
 @pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Two cores shared with other jobs: intra-op threads spin against each other and make tiny
-    # forwards 5x slower. One thread also pins the float reduction order.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
 def tiny_compressors(tiny, one_thread) -> dict[float, SpecPrefillCompressor]:
     policy = PolicyConfig(min_compressible_tokens=0)
     return {kr: SpecPrefillCompressor(draft=tiny, keep_ratio=kr, policy=policy) for kr in KEEP_RATIOS}

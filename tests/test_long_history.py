@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 
 import pytest
-import torch
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from test_invariants import check_invariants
 from transcripts import NEEDLE, QUESTION, agent_transcript, pydoc_page, stdlib_source
@@ -21,6 +19,8 @@ from transcripts import NEEDLE, QUESTION, agent_transcript, pydoc_page, stdlib_s
 from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
 
 SOURCES = ("argparse", "functools", "collections", "dataclasses", "textwrap", "json.encoder")
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def long_transcript(chars: int = 80_000) -> list[BaseMessage]:
@@ -44,14 +44,6 @@ def long_transcript(chars: int = 80_000) -> list[BaseMessage]:
         ]
     msgs.append(HumanMessage(QUESTION, id="human-q"))
     return msgs
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def short_context(draft: DraftModel, context: int) -> DraftModel:
@@ -93,7 +85,10 @@ def test_windows_are_reused_across_steps(tiny, key: str | None) -> None:
     first = comp.compress(msgs, cache_key=key).stats
     second = comp.compress(msgs, cache_key=key)
     assert second.stats.windows == first.windows
-    assert second.stats.prefilled_tokens == 0 and second.stats.reused_tokens == first.prefilled_tokens
+    # Everything the first call read (windows after the first also re-read the first message, from the
+    # cache) comes from the cache the second time.
+    assert second.stats.prefilled_tokens == 0
+    assert second.stats.reused_tokens == first.prefilled_tokens + first.reused_tokens
     assert second.messages == comp.compress(msgs).messages
 
     grown = [
@@ -113,7 +108,7 @@ def test_long_question_leaves_no_room(tiny) -> None:
     cannot score), or a pass-through under on_error="passthrough"."""
     draft = short_context(tiny, 512)
     msgs = [*agent_transcript(1200)[:-1], HumanMessage("why " * 400)]
-    with pytest.raises(ValueError, match="leaves no room"):
+    with pytest.raises(ValueError, match="leave no room"):
         make(draft).compress(msgs)
     with pytest.warns(RuntimeWarning):
         assert make(draft, on_error="passthrough").compress(msgs).messages == msgs

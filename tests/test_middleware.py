@@ -147,3 +147,25 @@ def test_thread_id_from_run_config_when_runtime_has_none(tiny):
         None, {"configurable": {"thread_id": "from-config"}}
     )
     assert mw.last_stats is not None and mw.last_stats.cache_key == "from-config"
+
+
+# --------------------------------------------------------------------------- stable mode's state update
+def test_stable_update_rides_with_the_response_and_keeps_an_inner_command(tiny):
+    from langchain.agents.middleware import ExtendedModelResponse
+    from langgraph.types import Command
+
+    from specprefill_langchain import FROZEN_KEY
+    from specprefill_langchain.schedule import StableStep
+
+    mw = SpecPrefillMiddleware(draft=tiny)
+    step = StableStep(messages=[], updates={"t1": {"digest": "d", "content": "short"}}, result=None)
+    plain = mw._stable_result(_request([]), step, AIMessage("ok"))
+    assert isinstance(plain, ExtendedModelResponse) and plain.model_response.result[0].text == "ok"
+    assert plain.command.update == {FROZEN_KEY: step.updates}
+    inner = ExtendedModelResponse(
+        model_response=ModelResponse(result=[AIMessage("ok")]), command=Command(update={"n": 1})
+    )
+    both = mw._stable_result(_request([]), step, inner)
+    assert both.command.update == {"n": 1, FROZEN_KEY: step.updates}  # the inner middleware's update survives
+    nothing = StableStep(messages=[], updates={}, result=None)
+    assert mw._stable_result(_request([]), nothing, inner) is inner  # nothing decided: the response as it was

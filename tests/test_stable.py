@@ -7,6 +7,7 @@ SQLite checkpointer.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def test_draft_window_moves_in_jumps_and_keeps_the_candidates() -> None:
         assert window[0] == 0 and window[-1] == n - 1
         assert sum(len(msgs[i].text) for i in window[1:]) <= 12000 + len(msgs[n - 1].text)
         starts.append(window[1])
-    changes = sum(a != b for a, b in zip(starts, starts[1:], strict=False))
+    changes = sum(a != b for a, b in itertools.pairwise(starts))
     assert changes <= len(starts) // 3  # the prefix the draft caches survives most steps
 
 
@@ -93,7 +94,7 @@ def test_draft_window_moves_in_jumps_and_keeps_the_candidates() -> None:
 def _prefix_stability(inputs: list[list[BaseMessage]]) -> list[bool]:
     """For each step: did the previous model input survive byte for byte as a prefix of this one?"""
     out = []
-    for prev, cur in zip(inputs, inputs[1:], strict=False):
+    for prev, cur in itertools.pairwise(inputs):
         out.append([(m.type, m.content) for m in prev] == [(m.type, m.content) for m in cur[: len(prev)]])
     return out
 

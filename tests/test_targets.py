@@ -96,7 +96,7 @@ def test_counts_are_bounded_lru(target) -> None:
 
 
 def test_counter_errors(target) -> None:
-    with pytest.raises(TypeError, match="target=str has no get_num_tokens_from_messages"):
+    with pytest.raises(TypeError, match="target=str can count no tokens"):
         TargetCounter("gpt-4o")
     with pytest.raises(ValueError, match="max_entries=0 must be a whole number"):
         TargetCounter(target, max_entries=0)
@@ -176,3 +176,16 @@ def test_budget_below_the_protected_text_is_flagged_not_an_error(smol, target, t
     ]
     assert [m.tool_call_id for m in r.messages if isinstance(m, ToolMessage)] == ["call_1", "call_2", "call_3"]
     assert max(target.calls) <= 1
+
+
+def test_a_plain_callable_counts_like_trim_messages_token_counter() -> None:
+    seen: list[int] = []
+
+    def count(messages: list[BaseMessage]) -> int:
+        seen.append(len(messages))
+        return sum(len(m.text.split()) for m in messages)
+
+    counter = TargetCounter(count)
+    msgs = [HumanMessage("one two three"), AIMessage("four five")]
+    assert counter.count(msgs) == 5
+    assert counter.count(msgs) == 5 and seen.count(1) == 2  # each message counted once, then remembered

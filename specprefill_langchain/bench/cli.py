@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also store the result as this command's section of RESULTS_JSON (e.g. docs/results.json), "
         "for `bench report` to render",
     )
+    common.add_argument("--section", default=None, help="the section name for --save (default: the command's)")
     parser = argparse.ArgumentParser(prog="python -m specprefill_langchain.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, Command, str, Callable[[argparse.ArgumentParser], None]]] = [
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         code, result = args.run(args)
     if args.save and args.command not in ("all", "report"):
-        save_section(Path(args.save), args.command.replace("-", "_"), result, args.command_line)
+        save_section(Path(args.save), args.section or args.command.replace("-", "_"), result, args.command_line)
     if args.json:
         print(json.dumps(result, default=str))
     else:

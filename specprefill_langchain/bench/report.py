@@ -8,13 +8,14 @@ from the stored rate and ``n`` (results written before the counts were stored).
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import os
 import platform
 from pathlib import Path
 from typing import Any
 
 from specprefill_langchain.bench.intervals import format_rate, successes
+from specprefill_langchain.bench.sections import cost_section, depth_section, long_history_section
+from specprefill_langchain.bench.sections import table as _table
 
 
 def machine() -> dict[str, Any]:
@@ -44,14 +45,6 @@ def machine() -> dict[str, Any]:
         "transformers": transformers.__version__,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-
-
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    def cell(v: Any) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else "–" if v is None else str(v)
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -172,96 +165,6 @@ def _kv(res: dict[str, Any]) -> list[str]:
     return ["## Draft KV reuse", "", *_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
 
 
-def _depth(res: dict[str, Any]) -> list[str]:
-    rows = [r for r in res.get("results", []) if r.get("task") == "overall"]
-    if not rows:
-        return []
-    keeps = sorted({r["keep_ratio"] for r in rows}, reverse=True)
-    body = []
-    for (draft, depth), group in itertools.groupby(
-        sorted(rows, key=lambda r: (r["draft"], -r["depth"])), key=lambda r: (r["draft"], r["depth"])
-    ):
-        by_keep = {r["keep_ratio"]: r for r in group}
-        first = next(iter(by_keep.values()))
-        cells = [format_rate(int(by_keep[k]["retained"]), int(by_keep[k]["n"])) if k in by_keep else "" for k in keeps]
-        body.append([draft, depth, first["layers"], *cells, round(first["seconds"], 2)])
-    chosen = res.get("shallowest_within_2_points") or {}
-    intro = (
-        "Evidence retention (all evidence kept verbatim) against the share of the draft's layers that run and "
-        "score, on every task kind; seconds: mean compression time per call at the first keep ratio. Shallowest "
-        "depth within 2 points of full depth at every keep ratio: "
-        + ", ".join(f"{d}: {v}" for d, v in chosen.items())
-        + "."
-    )
-    head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps), "s/call"]
-    return ["## Early-layer scoring", "", intro, "", *_table(head, body), ""]
-
-
-def _long(res: dict[str, Any]) -> list[str]:
-    rows = res.get("per_task") or []
-    if not rows:
-        return []
-    cfg = res.get("config") or {}
-    intro = (
-        f"Per-step mode on transcripts of ~{cfg.get('tokens')} tokens (past the draft's context: scored in "
-        f"windows), keep {cfg.get('keep_ratio')}. Evidence kept: {format_rate(int(res['retained']), int(res['n']))}. "
-        "Next step: one more tool output and a new question; the earlier windows come from the KV cache."
-    )
-    keys = ["task", "draft_tokens", "windows", "retained", "cold_s", "next_step_new_tokens",
-            "next_step_reused_tokens", "next_step_prefilled_tokens", "next_step_s"]  # fmt: skip
-    return ["## Long histories", "", intro, "", *_table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
-
-
-def _cost_rows(res: dict[str, Any]) -> list[list[Any]]:
-    ttft = (res.get("ttft") or {}).get("arms") or {}
-    rows = []
-    for arm, a in res["arms"].items():
-        bill = a["bill_vs_full"]
-        rows.append([
-            arm, a["tokens_vs_full"], f"{a['prefix_stability_mean']:.3f} ({a['prefix_stability_min']:.3f})",
-            bill.get("r0.1_w1.25"), bill.get("r0.1_w1.0"), format_rate(int(a["evidence_kept"]), int(a["n"])),
-            a["draft_s_per_step"], (ttft.get(arm) or {}).get("summed_ttft_s"),
-        ])  # fmt: skip
-    return rows
-
-
-def _cost(res: dict[str, Any], *, short: bool = False) -> list[str]:
-    cfg, arms = res.get("config") or {}, res.get("arms") or {}
-    if not arms:
-        return []
-    ce = cfg.get("context_editing") or {}
-    intro = (
-        f"{cfg.get('n_tasks')} agent loops ({', '.join(cfg.get('kinds') or [])}) of {cfg.get('steps')} tool steps "
-        f"(~{cfg.get('output_chars', 3000)} characters of real text each) through a `create_agent` graph, keep "
-        f"{cfg.get('keep_ratio')}, draft {cfg.get('draft')} ({cfg.get('draft_dtype')}). Tokens are the "
-        f"{cfg.get('target_tokenizer')} chat template's (system prompt, tool schemas, messages), summed over the "
-        "model calls. Prefix stability: per step, the longest common prefix with the previous step's input over "
-        "that input's length (mean over steps and loops; minimum in brackets). Bill: per step read x cached + "
-        "write x (tokens - cached), cached = that common prefix, over the uncompressed loop's bill (Anthropic-like "
-        "read 0.1 / write 1.25, OpenAI-like read 0.1 / write 1.0). Evidence: every evidence string verbatim in "
-        f"the last model input, with its 95 % Wilson interval. Context editing: LangChain's ClearToolUsesEdit("
-        f"trigger={ce.get('trigger_tokens')}, keep={ce.get('keep')})."
-    )
-    head = ["arm", "tokens vs full", "prefix stability mean (min)", "bill vs full r0.1/w1.25", "bill vs full r0.1/w1.0",
-            "evidence kept [95 % CI] (n)", "draft s/step", "summed TTFT s"]  # fmt: skip
-    out = ["## Agent loops under prompt caches", "", intro, "", *_table(head, _cost_rows(res)), ""]
-    ttft = res.get("ttft") or {}
-    ref = (ttft.get("arms") or {}).get("full[no target cache]")
-    if ref:
-        out += [
-            f"Summed TTFT: draft seconds plus the local target's ({ttft.get('target')}, {ttft.get('target_dtype')}) "
-            f"prefill with its own prefix cache, over {len(ttft.get('tasks') or [])} loop(s); the full loop "
-            f"without a target cache takes {ref['summed_ttft_s']:.3g} s.",
-            "",
-        ]
-    if short:
-        return out
-    kinds = res.get("per_kind") or {}
-    body = [[arm, *(format_rate(int(kinds[k][arm]["evidence_kept"]), int(kinds[k][arm]["n"])) for k in kinds)]
-            for arm in arms]  # fmt: skip
-    return [*out, "Evidence kept at the final step, per kind:", "", *_table(["arm", *kinds], body), ""]
-
-
 def render(results: dict[str, Any], command: str, base: Path | None = None, *, short: bool = False) -> str:
     """The Markdown report; ``short`` is the README's version (no per-step table, smaller headings)."""
     lines = [] if short else ["# Benchmark results", ""]
@@ -279,9 +182,10 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         ("latency", _latency),
         ("agent_step", _agent_short if short else _agent),
         ("kv_reuse", _kv),
-        ("cost", lambda r: _cost(r, short=short)),
-        ("depth", _depth),
-        ("long_history", _long),
+        ("cost", lambda r: cost_section(r, short=short)),
+        ("cost_ttft", lambda r: cost_section(r, short=True, title="Agent loops: time to first token, local target")),
+        ("depth", depth_section),
+        ("long_history", long_history_section),
     ]
     for key, fn in sections:
         res = results.get(key)

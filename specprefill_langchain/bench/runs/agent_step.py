@@ -179,7 +179,12 @@ def run_agent_step(
             f"step {step}: {row['history_draft_tokens']} draft tok, full {full_s:.2f}s, "
             f"compressed {warm_s + comp_s:.2f}s (reuse) / {cold_s + comp_s:.2f}s (no reuse)"
         )
-    summary = _summary(per_step, steps, history, keep_ratio, draft, target, dtype, target_dtype)
+    from specprefill_langchain.draft import resolve_dtype
+
+    # The dtypes that ran ("auto" resolved), so a reader knows which arithmetic the times are for.
+    summary = _summary(
+        per_step, steps, history, keep_ratio, draft, target, resolve_dtype(dtype), resolve_dtype(target_dtype)
+    )
     return {**summary, "hop_chunks": scoring.hop_chunks}
 
 

@@ -116,13 +116,23 @@ def cumulative_bill(rows: list[dict[str, Any]], task_id: str, sheet: str = CUMUL
     return out
 
 
-def ttft(tasks: list[LoopTask], rows: list[dict[str, Any]], arms: list[str], target: str, dtype: str) -> dict[str, Any]:
+def ttft(
+    tasks: list[LoopTask],
+    rows: list[dict[str, Any]],
+    arms: list[str],
+    target: str,
+    dtype: str,
+    *,
+    no_cache_reference: bool = False,
+) -> dict[str, Any]:
     """Summed TTFT per arm = sum over steps of (draft seconds + target prefill with its prefix cache)."""
     tgt = PrefixCachedTarget(target, dtype)
     tgt.warm_up()
     by = {(r["task"], r["arm"]): r for r in rows}
     out: dict[str, Any] = {"target": target, "target_dtype": dtype, "tasks": [t.id for t in tasks], "arms": {}}
-    variants = [(arm, arm, True) for arm in arms] + [("full[no target cache]", "full", False)]
+    variants = [(arm, arm, True) for arm in arms]
+    if no_cache_reference:  # every step prefilled from scratch: slow (the whole prompt, every step)
+        variants.append(("full[no target cache]", "full", False))
     for label, arm, reuse in variants:
         per_task = []
         for task in tasks:
@@ -153,6 +163,8 @@ def run_cost(
     target: str = "qwen2.5-coder-0.5b",
     target_dtype: str = "auto",
     ttft_tasks: int = 1,
+    ttft_arms: list[str] | tuple[str, ...] | None = None,
+    ttft_no_cache_reference: bool = False,
     no_ttft: bool = False,
     ce_trigger: int = 6000,
     ce_keep: int = 3,
@@ -197,7 +209,10 @@ def run_cost(
     if no_ttft or ttft_tasks < 1:
         result["ttft"] = {"skipped": "--no-ttft" if no_ttft else "--ttft-tasks 0"}
     else:
-        result["ttft"] = ttft(tasks[:ttft_tasks], rows, arms, target, target_dtype)
+        timed = [a for a in arms if ttft_arms is None or a in ttft_arms or a == "full"]
+        result["ttft"] = ttft(
+            tasks[:ttft_tasks], rows, timed, target, target_dtype, no_cache_reference=ttft_no_cache_reference
+        )
     result["per_task"] = [{k: v for k, v in r.items() if k != "_ids"} for r in rows]
     _summary(result)
     return result
@@ -223,7 +238,22 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     options.add(p, prefix, "arms", type=options.csv_of(str, ARMS), default=list(ARMS), help=", ".join(ARMS))
     options.add(p, prefix, "keep-ratio", type=options.ratio, default=0.3)
     options.add(p, prefix, "ttft-tasks", type=int, default=1, help="tasks whose local target TTFT is timed")
+    options.add(
+        p,
+        prefix,
+        "ttft-arms",
+        type=options.csv_of(str, ARMS),
+        default=["full", "per_step", "stable"],
+        help="arms whose TTFT is timed (the target's prefill is the slow part of this benchmark)",
+    )
     options.add(p, prefix, "no-ttft", action="store_true", help="skip the local target's TTFT timing")
+    options.add(
+        p,
+        prefix,
+        "ttft-no-cache-reference",
+        action="store_true",
+        help="also time the full loop with no target cache (every step prefilled from scratch: slow)",
+    )
     options.add(p, prefix, "draft", default="smollm2-135m")
     options.add(p, prefix, "dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="draft dtype")
     options.add(p, prefix, "target", default="qwen2.5-coder-0.5b", help="tokenizer and TTFT model")
@@ -250,6 +280,8 @@ def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
         target=get("target"),
         target_dtype=get("target-dtype"),
         ttft_tasks=get("ttft-tasks"),
+        ttft_arms=get("ttft-arms"),
+        ttft_no_cache_reference=get("ttft-no-cache-reference"),
         no_ttft=get("no-ttft"),
         ce_trigger=get("ce-trigger"),
         ce_keep=get("ce-keep"),

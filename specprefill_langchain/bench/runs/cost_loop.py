@@ -32,6 +32,8 @@ ARMS = (
     "stable[query=request]",
     "stable[keep_recent=3]",
     "stable[keep_recent=5]",
+    "stable[depth=1.0]",
+    "per_step[depth=1.0]",
 )
 ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {"middleware": []},
@@ -41,6 +43,8 @@ ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "stable[query=request]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "scoring.query": "request"},
     "stable[keep_recent=3]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "stable.keep_recent": 3},
     "stable[keep_recent=5]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "stable.keep_recent": 5},
+    "stable[depth=1.0]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "scoring.depth": 1.0},
+    "per_step[depth=1.0]": {"middleware": ["SpecPrefillMiddleware"], "mode": "per_step", "scoring.depth": 1.0},
 }
 FINAL_ANSWER = "I have read every output above; here is what I found."
 
@@ -181,11 +185,13 @@ def middleware(arm: str, draft: Any, keep_ratio: float, ce_trigger: int = 6000, 
         opts["scoring"] = ScoringConfig(query="request")
     elif arm.startswith("stable[keep_recent="):
         opts["stable"] = StableConfig(keep_recent=int(arm.split("=")[1].rstrip("]")))
+    elif arm.endswith("[depth=1.0]"):  # full depth: what early-layer scoring is measured against
+        opts["scoring"] = ScoringConfig(depth=1.0)
     elif arm not in ("stable", "per_step"):
         msg = f"unknown arm {arm!r}"
         raise ValueError(msg)
     compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, on_error="raise", **opts)
-    mode = "per_step" if arm == "per_step" else "stable"
+    mode = "per_step" if arm.startswith("per_step") else "stable"
     return [SpecPrefillMiddleware(compressor=compressor, mode=mode)]
 
 

@@ -97,6 +97,7 @@ def run_kv_reuse(
     append: int = 512,
     repeats: int = 3,
     dtype: str = "float32",
+    depth: float | None = None,
 ) -> dict[str, Any]:
     from specprefill_langchain import DraftModel, PrefixCache, ScoringConfig
     from specprefill_langchain.chatformat import chat_format
@@ -115,7 +116,7 @@ def run_kv_reuse(
     if len(full) > model.context_length:
         msg = f"history+append+question = {len(full)} tokens exceed the draft's context of {model.context_length}."
         raise ValueError(msg)
-    sc = ScoringConfig()  # the library's defaults (depth included)
+    sc = ScoringConfig() if depth is None else ScoringConfig(depth=depth)  # None: the library's defaults
     depth = model.depth_of(sc.depth)
 
     _log(f"plain prefill of {len(full)} tokens, all {model.n_layers} layers, x{repeats}")
@@ -136,9 +137,11 @@ def run_kv_reuse(
     _log(f"scoring with the history cached x{repeats}")
     incr_s, incr = _median_time(incremental, repeats)
     diff = float(torch.max(torch.abs(incr.scores - scratch.scores)))
+    from specprefill_langchain.draft import resolve_dtype
+
     result = {
         "draft": draft,
-        "dtype": dtype,
+        "dtype": resolve_dtype(dtype),
         "history_tokens": history,
         "append_tokens": append,
         "question_tokens": len(tail),
@@ -168,11 +171,21 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
     options.add(p, prefix, "history", type=int, default=6000, help="cached tokens (+ append + question <= context)")
     options.add(p, prefix, "append", type=int, default=512)
     options.add(p, prefix, "repeats", type=int, default=3)
-    options.add(p, prefix, "dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"])
+    options.add(p, prefix, "dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    options.add(
+        p,
+        prefix,
+        "depths",
+        type=options.csv_of(float),
+        default=None,
+        help="scoring depths to time besides the default (e.g. 0.5,0.3); the first run is the default's",
+    )
 
 
 def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     get = functools.partial(options.get, args, prefix)
-    return run_kv_reuse(
-        draft=get("draft"), history=get("history"), append=get("append"), repeats=get("repeats"), dtype=get("dtype")
-    )
+    kw = {"draft": get("draft"), "history": get("history"), "append": get("append"), "repeats": get("repeats")}
+    dtype = get("dtype")
+    result = run_kv_reuse(**kw, dtype=dtype)
+    others = [run_kv_reuse(**kw, dtype=dtype, depth=d) for d in (get("depths") or [])]
+    return {**result, "runs": [result, *others]} if others else result
