@@ -93,6 +93,8 @@ def cost_section(
     )
     head = ["arm", "tokens vs full", "prefix stability mean (min)", "bill vs full r0.1/w1.25", "bill vs full r0.1/w1.0",
             "evidence kept [95 % CI] (n)", "draft s/step", "summed TTFT s"]  # fmt: skip
+    if res.get("note"):
+        intro += f" Note: {res['note']}."
     out = [f"## {title}", "", intro, "", *table(head, _cost_rows(res)), ""]
     ttft = res.get("ttft") or {}
     ref = (ttft.get("arms") or {}).get("full[no target cache]")
