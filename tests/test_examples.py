@@ -120,7 +120,7 @@ def test_react_agent_real_target():
     # With target=model the step lines count the target's tokens too: fewer go out than came in.
     targets = [tuple(map(int, m)) for m in re.findall(r"target (\d+) -> (\d+) tok", out)]
     assert len(targets) == len(steps) and all(t_out < t_in for t_in, t_out in targets)
-    summary = re.search(r"(\d+) model calls in \d+ s; checkpointed history: (\d+) messages, ([\d,]+) chars", out)
+    summary = re.search(r"(\d+) compressions in \d+ s; checkpointed history: (\d+) messages, ([\d,]+) chars", out)
     assert summary is not None and int(summary.group(1)) == len(steps)
     assert _int(summary.group(3)) >= sum(returned)  # the checkpoint holds the tool outputs whole
     reuse = re.search(r"draft KV reuse over compressed steps: (\d+)/(\d+) tokens", out)

@@ -132,8 +132,9 @@ class LocalChatModel(BaseChatModel):
     max_new_tokens: int = 256
     temperature: float = 0.0
     """0 means greedy decoding (deterministic)."""
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    """``"auto"``: bfloat16 where the CPU computes it natively, else float32 (the draft's rule)."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "bfloat16"
+    """bfloat16 by default: the dtype its tool-call format was checked in (in float32 the 0.5B model
+    sometimes writes a fenced JSON block instead of tool-call tags). ``"auto"`` follows the draft's rule."""
 
     @property
     def _llm_type(self) -> str:
