@@ -5,9 +5,10 @@ by its own attention, and the least important spans of tool outputs and older tu
 before a target chat model of any family reads the prompt.
 """
 
-from .compressor import STATS_EVENT, SpecPrefillCompressor, compress_messages
+from .compressor import SpecPrefillCompressor, compress_messages
 from .config import CompressorConfig, PolicyConfig, ScoringConfig, SelectionConfig, StableConfig
 from .draft import DraftModel
+from .events import STATS_EVENT
 from .explain import Explanation
 from .kvcache import PrefixCache
 from .langgraph import SpecPrefillAgentState, SpecPrefillNode, SpecPrefillState, pre_model_hook

@@ -10,14 +10,12 @@ order, types, ids and tool calls. Every call emits a ``specprefill_stats`` custo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import threading
 import warnings
 from collections.abc import Sequence
 from typing import Any, overload
 
-from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
@@ -26,12 +24,12 @@ from pydantic import ConfigDict, PrivateAttr
 from . import engine
 from .config import CompressorConfig
 from .draft import DraftModel
+from .events import aemit_stats, emit_stats
 from .kvcache import PrefixCache
 from .stats import CompressionResult, CompressionStats
 from .targets import TargetCounter
 
 CompressorInput = Sequence[BaseMessage] | PromptValue
-STATS_EVENT = "specprefill_stats"
 _CONFIG_FIELDS = set(CompressorConfig.__dataclass_fields__)
 
 
@@ -210,23 +208,6 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
     @classmethod
     def is_lc_serializable(cls) -> bool:
         return False  # it holds a loaded model; the config itself is plain data (config.to_dict())
-
-
-def emit_stats(stats: CompressionStats, config: RunnableConfig | None = None) -> None:
-    """Send ``stats`` as the ``specprefill_stats`` custom event (shows in traces and ``astream_events``).
-
-    ``config``: the run to attach the event to when it is not the current context (the middleware
-    runs inside a graph node but outside a Runnable of ours). Outside any run there is no parent for
-    an event, and none is sent.
-    """
-    with contextlib.suppress(RuntimeError):  # no parent run (a direct call outside a chain or graph)
-        dispatch_custom_event(STATS_EVENT, stats.to_dict(), config=config)
-
-
-async def aemit_stats(stats: CompressionStats, config: RunnableConfig | None = None) -> None:
-    """The async twin of :func:`emit_stats`."""
-    with contextlib.suppress(RuntimeError):
-        await adispatch_custom_event(STATS_EVENT, stats.to_dict(), config=config)
 
 
 def compress_and_emit(

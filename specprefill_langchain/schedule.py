@@ -30,8 +30,8 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
 from .chatformat import render_key
-from .compressor import aemit_stats, emit_stats
 from .config import StableConfig
+from .events import aemit_stats, emit_stats
 from .policy import is_compressible
 from .stats import CompressionResult
 
