@@ -48,7 +48,9 @@ class ScoringConfig:
     max_question_tokens: cap on the restated question (its last tokens are kept).
     depth: run and score only the draft's first layers: a fraction of its layers (1.0 = all) or a
         layer count. The layers after are never computed (early layers already locate what the
-        later ones use); raised if needed to reach the first full-attention layer.
+        later ones use); raised if needed to reach the first full-attention layer. The default is
+        the shallowest depth that ``bench depth`` found within 2 points of full depth (SmolLM2, every
+        fidelity and agent-loop kind); ``depth=1.0`` runs the whole draft.
     query: what the queries ask about (module ``query``): ``"request"``, the latest human message;
         ``"step"`` (default), the agent's current step too (its latest tool calls with their
         arguments, the text that announced them, the newest results), then the request. Without an
@@ -65,7 +67,7 @@ class ScoringConfig:
     layers: Literal["auto", "all"] = "auto"
     max_question_tokens: int = 384
     query: Literal["request", "step"] = "step"
-    depth: float = 1.0
+    depth: float = 0.75
 
     def __post_init__(self) -> None:
         qw = self.query_window
@@ -109,11 +111,14 @@ class SelectionConfig:
     keep_neighbors: also keep up to this many draft tokens right after each kept chunk, up to the
         next line end (0 = off). Helps when the answer sits on the line after the one that matched.
     gap_marker: text inserted where a span was dropped.
+    keep_mentions: chunks that contain a rare term the query names verbatim (a quoted value, a tool
+        call's argument, an identifier; module ``mentions``) rank before every other chunk.
     """
 
     chunk_tokens: int = 32
     keep_neighbors: int = 0
     gap_marker: str = " … "
+    keep_mentions: bool = True
 
     def __post_init__(self) -> None:
         _check(

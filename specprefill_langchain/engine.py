@@ -16,8 +16,9 @@ from .chatformat import safe_json
 from .config import CompressorConfig
 from .draft import DraftModel
 from .kvcache import PrefixCache
+from .mentions import key_terms, mark_mentions
 from .passes import token_scores
-from .query import build_query
+from .query import build_query, mention_text
 from .selection import KeptSpans, chunks_of, kept_spans
 from .stats import CompressionResult, CompressionStats
 from .targets import TargetCounter
@@ -127,6 +128,8 @@ def compress(
     scores, cost = token_scores(t, draft, store, cfg, key)
     stats.record(cost)
     chunks = chunks_of(t, scores, cfg.selection.chunk_tokens)
+    if cfg.selection.keep_mentions:
+        chunks = mark_mentions(t, chunks, key_terms(mention_text(original, cfg.scoring.query, t.question())))
     budget = round(cfg.keep_ratio * t.compressible_tokens)
     kept, kept_n = kept_spans(t, chunks, budget, cfg.selection.keep_neighbors)
     out = t.rebuild(kept, cfg.selection.gap_marker)

@@ -9,6 +9,8 @@ function, a ticket names a record). ``ScoringConfig.query`` picks (docs/design.m
   themselves being scored, the tool calls (with their arguments) that fetched the results being
   scored, then the request. The request goes last, so that a cut to ``max_question_tokens`` from
   the left keeps it.
+
+:func:`mention_text` says where the literal terms of module ``mentions`` are looked for.
 """
 
 from __future__ import annotations
@@ -80,6 +82,23 @@ def step_text(messages: Sequence[BaseMessage], scored: Collection[int] = ()) -> 
         if c.get("id") in wanted
     ][-CALLS:]
     return "\n".join([*salient, *calls])
+
+
+def mention_text(messages: Sequence[BaseMessage], how: str, query: str | None) -> str:
+    """Where literal mentions are looked for (module ``mentions``): the query, and with ``"step"`` the
+    salient lines of the newest results *including* those being scored.
+
+    The attention query never restates a scored text (its queries would find the text itself), but a
+    literal term is safe to take from it: in per-step mode the log line that names a key is itself
+    scored, and the key it names marks the record it points to.
+    """
+    parts = [query or ""]
+    if how == "step":
+        human = latest_human_index(messages)
+        turn = 0 if human is None else human + 1
+        results = [m for m in messages[turn:] if isinstance(m, ToolMessage)][-RESULTS:]
+        parts += [line for m in results for line in _salient(m)]
+    return "\n".join(p for p in parts if p)
 
 
 def build_query(messages: Sequence[BaseMessage], how: str, exclude: Collection[int] = ()) -> str | None:

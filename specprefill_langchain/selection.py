@@ -6,7 +6,8 @@ Pure functions over tensors and a transcript's token layout, no model (docs/desi
   strongest boundaries (:mod:`boundaries`), so a line of code or a JSON record is kept or dropped whole;
 * :func:`chunk_scores` scores each chunk by the mean of its tokens (the reference's choice);
 * :func:`select_chunks` keeps the best chunks that fit the budget, deterministically;
-* :func:`chunks_of` / :func:`kept_spans` do the same over every compressible part of a transcript.
+* :func:`chunks_of` / :func:`kept_spans` do the same over every compressible part of a transcript;
+  chunks marked by :mod:`mentions` (a rare term the query names verbatim) rank before all others.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class Chunk:
     t0: int  # local token range within the part
     t1: int
     score: float
+    mention: bool = False  # holds a rare term the query names verbatim (module mentions): ranks first
 
     @property
     def n_tokens(self) -> int:
@@ -186,7 +188,8 @@ def kept_spans(t: Transcript, chunks: Sequence[Chunk], budget: int, neighbors: i
     up to that many tokens: an answer often sits on the line after the line that matched.
     """
     lengths = torch.tensor([c.n_tokens for c in chunks], dtype=torch.long)
-    keep = select_chunks(torch.tensor([c.score for c in chunks]), lengths, budget)
+    # A mention outranks every score: chunk scores are means of attention probabilities, within [0, 1].
+    keep = select_chunks(torch.tensor([c.score + (2.0 if c.mention else 0.0) for c in chunks]), lengths, budget)
     if neighbors:
         left = budget - int(lengths[keep].sum())
         for j in sorted(range(len(chunks) - 1), key=lambda j: -chunks[j].score):

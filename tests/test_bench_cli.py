@@ -31,7 +31,39 @@ def test_save_merges_a_section_and_keeps_the_others(tmp_path: Path) -> None:
     saved = json.loads(path.read_text())
     assert set(saved) >= {"fidelity", "long_history", "cost", "commands", "plots"}
     assert saved["commands"] == {"long_history": "bench long-history", "cost": "bench cost"}
-    assert "bench long-history" in render(saved, saved["command"])  # the report names each section's command
+    assert set(saved["dates"]) == {"long_history", "cost"}  # when each section ran
+    text = render(saved, saved["command"])
+    assert f"bench long-history  # {saved['dates']['long_history']}" in text  # each section's command and date
+
+
+def test_note_is_stored_and_shown_under_its_table(tmp_path: Path, monkeypatch) -> None:
+    from specprefill_langchain.bench.runs import accuracy
+
+    def fake_run(args):  # the accuracy section's shape, without a target model
+        rows = [accuracy.arm_row("t", "full", None, None, [True, False]), accuracy.arm_row("t", "ours", "d", 0.3, [1])]
+        return 0, {"arms": rows, "results": [], "skipped": [], "kinds": ["needle"], "tokens": 2000}
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["accuracy", "--note", "timed beside another run"])
+    assert args.note == "timed beside another run"
+    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, fake_run))
+    path = tmp_path / "results.json"
+    assert cli.main(["accuracy", "--note", "timed beside another run", "--save", str(path)]) == 0
+    saved = json.loads(path.read_text())
+    assert saved["accuracy"]["note"] == "timed beside another run"
+    assert "Note: timed beside another run." in render(saved, "bench all")
+
+
+class _Fixed:
+    """A parser whose parsed arguments run ``fn`` instead of the real command."""
+
+    def __init__(self, parser, fn) -> None:
+        self.parser, self.fn = parser, fn
+
+    def parse_args(self, argv):
+        args = self.parser.parse_args(argv)
+        args.run = self.fn
+        return args
 
 
 def test_shallowest_depth_within_two_points() -> None:

@@ -17,7 +17,13 @@ from specprefill_langchain.bench.runs.cost_target import (
     relative,
     step_bills,
 )
-from specprefill_langchain.bench.tasks.agent_loops import LATER_GAP, LOOP_KINDS, LoopTask, make_loop_tasks
+from specprefill_langchain.bench.tasks.agent_loops import (
+    LATER_GAP,
+    LOOP_KINDS,
+    LoopTask,
+    final_transcript,
+    make_loop_tasks,
+)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +156,16 @@ def test_loop_records_what_the_model_reads() -> None:
     calls = [m.tool_calls[0] for m in last if isinstance(m, AIMessage)]
     assert [c["args"] for c in calls] == [r.args for r in task.rounds]  # the symbol arg reached the tool
     assert all(run.inputs[k] == last[: len(run.inputs[k])] for k in range(4))
+    # bench depth --loop-tasks scores the same final transcript (roles, text, calls and their ids).
+    final = final_transcript(task)
+    assert [type(m) for m in final] == [type(m) for m in last]
+    assert [m.text for m in final] == [m.text for m in last]
+    assert [m.tool_calls for m in final if isinstance(m, AIMessage)] == [
+        m.tool_calls for m in last if isinstance(m, AIMessage)
+    ]
+    assert [m.tool_call_id for m in final if isinstance(m, ToolMessage)] == [
+        m.tool_call_id for m in last if isinstance(m, ToolMessage)
+    ]
 
 
 def test_context_editing_arm_clears_old_outputs() -> None:

@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
         "for `bench report` to render",
     )
     common.add_argument("--section", default=None, help="the section name for --save (default: the command's)")
+    common.add_argument(
+        "--note",
+        default=None,
+        help="how the run was made, shown under its table (e.g. 'timed with one torch thread beside another run')",
+    )
     parser = argparse.ArgumentParser(prog="python -m specprefill_langchain.bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands: list[tuple[str, Command, str, Callable[[argparse.ArgumentParser], None]]] = [
@@ -171,6 +176,9 @@ def save_section(path: Path, key: str, result: dict[str, Any], command: str) -> 
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[key] = result
     results.setdefault("commands", {})[key] = command
+    from specprefill_langchain.bench.report import machine  # lazy: it imports torch
+
+    results.setdefault("dates", {})[key] = machine()["date"]
     if result.get("plots"):
         results["plots"] = sorted({*results.get("plots", []), *result["plots"]})
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -195,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     # Model libraries sometimes print; keep stdout for the one JSON object.
     with contextlib.redirect_stdout(sys.stderr):
         code, result = args.run(args)
+    if args.note and isinstance(result, dict):
+        result["note"] = "; ".join(n for n in (result.get("note"), args.note) if n)
     if args.save and args.command not in ("all", "report"):
         save_section(Path(args.save), args.section or args.command.replace("-", "_"), result, args.command_line)
     if args.json:

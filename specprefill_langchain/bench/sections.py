@@ -18,6 +18,11 @@ def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
 
 
+def note(res: dict[str, Any]) -> str:
+    """A run's note (``bench ... --note``: how it was made), as a sentence for a section's intro."""
+    return f" Note: {res['note']}." if res.get("note") else ""
+
+
 def depth_section(res: dict[str, Any]) -> list[str]:
     rows = [r for r in res.get("results", []) if r.get("task") == "overall"]
     if not rows:
@@ -38,6 +43,7 @@ def depth_section(res: dict[str, Any]) -> list[str]:
         "depth within 2 points of full depth at every keep ratio: "
         + ", ".join(f"{d}: {v}" for d, v in chosen.items())
         + "."
+        + note(res)
     )
     head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps)]
     return ["## Early-layer scoring", "", intro, "", *table(head, body), ""]
@@ -51,8 +57,7 @@ def long_history_section(res: dict[str, Any]) -> list[str]:
     intro = (
         f"Per-step mode on transcripts of ~{cfg.get('tokens')} tokens (past the draft's context: scored in "
         f"windows), keep {cfg.get('keep_ratio')}. Evidence kept: {format_rate(int(res['retained']), int(res['n']))}. "
-        "Next step: one more tool output and a new question; the earlier windows come from the KV cache."
-        + (f" Note: {res['note']}." if res.get("note") else "")
+        "Next step: one more tool output and a new question; the earlier windows come from the KV cache." + note(res)
     )
     keys = ["task", "draft_tokens", "windows", "retained", "cold_s", "next_step_new_tokens",
             "next_step_reused_tokens", "next_step_prefilled_tokens", "next_step_s"]  # fmt: skip
@@ -93,8 +98,7 @@ def cost_section(
     )
     head = ["arm", "tokens vs full", "prefix stability mean (min)", "bill vs full r0.1/w1.25", "bill vs full r0.1/w1.0",
             "evidence kept [95 % CI] (n)", "draft s/step", "summed TTFT s"]  # fmt: skip
-    if res.get("note"):
-        intro += f" Note: {res['note']}."
+    intro += note(res)
     out = [f"## {title}", "", intro, "", *table(head, _cost_rows(res)), ""]
     ttft = res.get("ttft") or {}
     ref = (ttft.get("arms") or {}).get("full[no target cache]")
@@ -105,8 +109,6 @@ def cost_section(
             f"without a target cache takes {ref['summed_ttft_s']:.3g} s.",
             "",
         ]
-    if short:
-        return out
     kinds = res.get("per_kind") or {}
     body = [[arm, *(format_rate(int(kinds[k][arm]["evidence_kept"]), int(kinds[k][arm]["n"])) for k in kinds)]
             for arm in arms]  # fmt: skip

@@ -155,6 +155,7 @@ def run_accuracy(
             )
     return {
         "keep_ratio": keep_ratio,
+        "target_dtype": target_dtype,
         "targets": targets,
         "n_tasks": len(tasks),
         "kinds": sorted({t.kind for t in tasks}),
@@ -191,11 +192,12 @@ def run_args(args: argparse.Namespace, prefix: str = "", tasks: list[Task] | Non
         return options.get(args, prefix, name)
 
     seed = getattr(args, "seed", 0) or 0
+    own = tasks is None
     if tasks is None:
         tasks = make_count(get("tasks"), get("kinds"), target_tokens=get("tokens"), seed=seed)
     else:
         tasks = spread(tasks, get("tasks"))
-    return run_accuracy(
+    result = run_accuracy(
         tasks,
         get("targets"),
         get("methods"),
@@ -204,3 +206,6 @@ def run_args(args: argparse.Namespace, prefix: str = "", tasks: list[Task] | Non
         target_dtype=get("target-dtype"),
         seed=seed,
     )
+    if own:
+        result["tokens"] = get("tokens")
+    return result

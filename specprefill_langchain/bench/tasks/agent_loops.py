@@ -23,8 +23,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+
 from specprefill_langchain.bench.tasks import real_tasks, sources
-from specprefill_langchain.bench.tasks.rounds import Round, filler_rounds, insert_line, window
+from specprefill_langchain.bench.tasks.rounds import SYSTEM_PROMPT, Round, filler_rounds, insert_line, window
 
 LOOP_KINDS = ("key_in_request", "key_in_call", "key_later")
 LATER_GAP = 3  # steps between the evidence and the output that names its key (key_later)
@@ -186,12 +188,25 @@ def make_loop_tasks(
     return tasks
 
 
+def final_transcript(task: LoopTask) -> list[BaseMessage]:
+    """What the uncompressed loop's last model call reads: system prompt, request, every tool round.
+
+    Call ids are those of ``bench cost``'s scripted model (``call_{k}``, k from 0).
+    """
+    out: list[BaseMessage] = [SystemMessage(SYSTEM_PROMPT), HumanMessage(task.request)]
+    for k, rnd in enumerate(task.rounds):
+        call = {"name": rnd.tool, "args": dict(rnd.args), "id": f"call_{k}", "type": "tool_call"}
+        out += [AIMessage("", tool_calls=[call]), ToolMessage(rnd.output, tool_call_id=f"call_{k}", name=rnd.tool)]
+    return out
+
+
 __all__ = [
     "LATER_GAP",
     "LOOP_KINDS",
     "LoopTask",
     "code_round",
     "direct_question",
+    "final_transcript",
     "log_round",
     "make_loop_tasks",
     "table_round",

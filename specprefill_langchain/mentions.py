@@ -1,0 +1,112 @@
+"""Literal mentions: chunks that contain a rare term the query names verbatim rank first.
+
+A 135M draft's attention finds *what kind* of text a question is about (definitions, records, error
+lines), but it is weak at *which one*: asked about ``gzip_decode``, it keeps the ``def`` lines of
+``gzip_encode`` and ``loads`` just as gladly (docs/design.md, "Mentions"). An agent's step usually
+names the thing exactly: a tool call's ``symbol=gzip_decode``, a log line's ``extension '.xyz'``, a
+request's quoted key. So selection ranks first the chunks that contain such a term verbatim, when
+the term is *rare* in the text being compressed (it occurs in at most :data:`MAX_HITS` chunks): a
+common term tells nothing, and the draft's scores order everything else.
+
+Pure functions over strings and chunk spans, no model.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .selection import Chunk
+
+if TYPE_CHECKING:
+    from .transcript import Transcript
+
+MAX_HITS = 3  # a term found in more chunks than this is too common to point at anything
+MIN_CHARS = 2
+MAX_CHARS = 64
+
+# Terms a text names on purpose: a quoted value ('.xyz', "EACCES", `load`), a ``key=value`` argument
+# as the step query renders tool calls, an identifier that no prose word looks like (snake_case,
+# camelCase, dotted.names, a word with digits), a number of two digits or more.
+_QUOTED = re.compile(r"""'([^'\n]{1,64})'|"([^"\n]{1,64})"|`([^`\n]{1,64})`""")
+_ARG = re.compile(r"(?<![\w])[A-Za-z_]\w*=([^\s=]{1,64})")
+_IDENT = re.compile(
+    r"(?<![\w.])(?:[A-Za-z_]\w*_\w*|[a-z]+[A-Z]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]+\d\w*|\d{2,})(?![\w])"
+)
+
+
+def key_terms(text: str | None) -> list[str]:
+    """The literal terms ``text`` names, in order of first appearance, without duplicates."""
+    if not text:
+        return []
+    found: list[str] = []
+    for m in _QUOTED.finditer(text):
+        found.append(next(g for g in m.groups() if g is not None).strip())
+    found += [m.group(1).strip(".,;:)") for m in _ARG.finditer(text)]
+    found += [m.group(0) for m in _IDENT.finditer(text)]
+    seen: set[str] = set()
+    out = []
+    for term in found:
+        if MIN_CHARS <= len(term) <= MAX_CHARS and term not in seen and not term.isspace():
+            seen.add(term)
+            out.append(term)
+    return out
+
+
+def _pattern(term: str) -> re.Pattern[str]:
+    # Whole-word on the sides where the term itself starts/ends with a word character, so that
+    # ``load`` does not match ``loads`` while ``.xyz`` still matches inside ``".xyz":``.
+    left = r"(?<![\w])" if term[0].isalnum() or term[0] == "_" else ""
+    right = r"(?![\w])" if term[-1].isalnum() or term[-1] == "_" else ""
+    return re.compile(left + re.escape(term) + right)
+
+
+def _hits(pattern: re.Pattern[str], text: str, starts: list[int], ends: list[int], limit: int) -> set[int] | None:
+    """Indices of the chunks (sorted spans ``starts``/``ends`` of ``text``) that a match overlaps;
+    None as soon as more than ``limit`` are hit (the term is too common: stop scanning)."""
+    hits: set[int] = set()
+    for m in pattern.finditer(text):
+        j = bisect.bisect_right(starts, m.start()) - 1  # the chunk the match starts in
+        j = max(j, 0)
+        while j < len(starts) and starts[j] < m.end():
+            if ends[j] > m.start():
+                hits.add(j)
+            j += 1
+        if len(hits) > limit:
+            return None
+    return hits
+
+
+def mark_mentions(t: Transcript, chunks: Sequence[Chunk], terms: Iterable[str]) -> list[Chunk]:
+    """``chunks`` with ``mention=True`` on those that hold a rare term of ``terms`` (see module doc).
+
+    A match counts for every chunk its characters overlap, so a quoted phrase cut by a chunk edge
+    still marks both halves. Chunks of one part are consecutive and in order (as ``chunks_of`` makes them).
+    """
+    chunks = list(chunks)
+    by_part: dict[int, list[int]] = {}
+    for j, c in enumerate(chunks):
+        by_part.setdefault(c.part, []).append(j)
+    layout = {}
+    for part, idx in by_part.items():
+        spans = [t.parts[part].char_span(chunks[j].t0, chunks[j].t1) for j in idx]
+        layout[part] = ([a for a, _ in spans], [b for _, b in spans])
+    marked: set[int] = set()
+    for term in terms:
+        pattern, found, common = _pattern(term), set(), False
+        for part, idx in by_part.items():
+            starts, ends = layout[part]
+            local = _hits(pattern, t.parts[part].text, starts, ends, MAX_HITS - len(found))
+            if local is None:
+                common = True
+                break
+            found |= {idx[j] for j in local}
+        if not common:
+            marked |= found
+    return [replace(c, mention=True) if j in marked else c for j, c in enumerate(chunks)]
+
+
+__all__ = ["MAX_HITS", "key_terms", "mark_mentions"]
