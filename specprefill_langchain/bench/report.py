@@ -178,6 +178,7 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         dates = results.get("dates") or {}
         run = [f"{c}  # {dates[k]}" if k in dates else c for k, c in extra.items()]
         lines += ["Sections run on their own (each with the date it ran):", "", "```", *run, "```", ""]
+        lines += ["Every other section comes from the `bench all` run above, on the date of the Machine line.", ""]
     m = results.get("machine") or machine()
     lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
     sections = [
