@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 MAX_HITS = 3  # a term found in more chunks than this is too common to point at anything
 MIN_CHARS = 2
 MAX_CHARS = 64
+MAX_TERMS = 128  # the first ones: a pasted file in a request must not cost a scan per identifier
 
 # Terms a text names on purpose: a quoted value ('.xyz', "EACCES", `load`), a ``key=value`` argument
 # as the step query renders tool calls, an identifier that no prose word looks like (snake_case,
@@ -39,7 +40,8 @@ _IDENT = re.compile(
 
 
 def key_terms(text: str | None) -> list[str]:
-    """The literal terms ``text`` names, in order of first appearance, without duplicates."""
+    """The literal terms ``text`` names, without duplicates: quoted values first, then arguments, then
+    identifiers, each in order of appearance; at most :data:`MAX_TERMS`."""
     if not text:
         return []
     found: list[str] = []
@@ -53,7 +55,7 @@ def key_terms(text: str | None) -> list[str]:
         if MIN_CHARS <= len(term) <= MAX_CHARS and term not in seen and not term.isspace():
             seen.add(term)
             out.append(term)
-    return out
+    return out[:MAX_TERMS]
 
 
 def _pattern(term: str) -> re.Pattern[str]:
@@ -109,4 +111,4 @@ def mark_mentions(t: Transcript, chunks: Sequence[Chunk], terms: Iterable[str]) 
     return [replace(c, mention=True) if j in marked else c for j, c in enumerate(chunks)]
 
 
-__all__ = ["MAX_HITS", "key_terms", "mark_mentions"]
+__all__ = ["MAX_HITS", "MAX_TERMS", "key_terms", "mark_mentions"]

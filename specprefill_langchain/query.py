@@ -92,12 +92,13 @@ def mention_text(messages: Sequence[BaseMessage], how: str, query: str | None) -
     literal term is safe to take from it: in per-step mode the log line that names a key is itself
     scored, and the key it names marks the record it points to.
     """
-    parts = [query or ""]
-    if how == "step":
+    parts: list[str] = []
+    if how == "step":  # first: the newest, most specific lines (key_terms keeps the first terms)
         human = latest_human_index(messages)
         turn = 0 if human is None else human + 1
         results = [m for m in messages[turn:] if isinstance(m, ToolMessage)][-RESULTS:]
-        parts += [line for m in results for line in _salient(m)]
+        parts += [line for m in reversed(results) for line in _salient(m)]
+    parts.append(query or "")
     return "\n".join(p for p in parts if p)
 
 

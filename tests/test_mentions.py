@@ -8,7 +8,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from specprefill_langchain import SelectionConfig, SpecPrefillCompressor
 from specprefill_langchain.bench.tasks.agent_loops import make_loop_tasks
-from specprefill_langchain.mentions import MAX_HITS, key_terms, mark_mentions
+from specprefill_langchain.mentions import MAX_HITS, MAX_TERMS, key_terms, mark_mentions
 from specprefill_langchain.query import mention_text
 from specprefill_langchain.selection import Chunk, kept_spans
 from specprefill_langchain.transcript import Part
@@ -29,6 +29,8 @@ def test_key_terms_takes_quoted_values_arguments_and_identifiers_not_prose() -> 
     assert len(terms) == len(set(terms))
     assert terms.index("Lib/xmlrpc/client.py") < terms.index("gzip_decode")  # order of appearance
     assert key_terms(None) == [] and key_terms("just some words here") == []
+    many = " ".join(f"name_{i}" for i in range(MAX_TERMS + 50))  # a pasted file: only the first terms are scanned for
+    assert key_terms(many) == [f"name_{i}" for i in range(MAX_TERMS)]
 
 
 def _part(text: str) -> Part:
@@ -85,7 +87,8 @@ def test_mention_text_takes_salient_lines_of_scored_results_in_step_mode_only() 
         AIMessage("", tool_calls=[{"name": "tail_log", "args": {}, "id": "c0"}]),
         ToolMessage(log, tool_call_id="c0"),
     ]
-    assert ".qzx" in key_terms(mention_text(msgs, "step", "the query"))
+    text = mention_text(msgs, "step", "the query")
+    assert ".qzx" in key_terms(text) and text.endswith("the query")  # the newest lines first, the query last
     assert mention_text(msgs, "request", "the query") == "the query"
 
 
