@@ -192,6 +192,7 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         ("cost", lambda r: cost_section(r, short=short)),
         ("cost_ttft", lambda r: cost_section(r, short=True, title="Agent loops: time to first token, local target")),
         ("depth", depth_section),
+        ("depth_0_65", lambda r: depth_section(r, title="Early-layer scoring: one more depth, run on its own")),
         ("long_history", long_history_section),
     ]
     for key, fn in sections:

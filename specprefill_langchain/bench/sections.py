@@ -23,7 +23,7 @@ def note(res: dict[str, Any]) -> str:
     return f" Note: {res['note']}." if res.get("note") else ""
 
 
-def depth_section(res: dict[str, Any]) -> list[str]:
+def depth_section(res: dict[str, Any], title: str = "Early-layer scoring") -> list[str]:
     rows = [r for r in res.get("results", []) if r.get("task") == "overall"]
     if not rows:
         return []
@@ -41,12 +41,12 @@ def depth_section(res: dict[str, Any]) -> list[str]:
         "Evidence retention (all evidence kept verbatim) against the share of the draft's layers that run and "
         "score, on every task kind (what each depth costs is timed by `bench kv-reuse --depths`). Shallowest "
         "depth within 2 points of full depth at every keep ratio: "
-        + ", ".join(f"{d}: {v}" for d, v in chosen.items())
+        + ", ".join(f"{d}: {v if v is not None else '– (no depth 1.0 in this run)'}" for d, v in chosen.items())
         + "."
         + note(res)
     )
     head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps)]
-    return ["## Early-layer scoring", "", intro, "", *table(head, body), ""]
+    return [f"## {title}", "", intro, "", *table(head, body), ""]
 
 
 def long_history_section(res: dict[str, Any]) -> list[str]:
