@@ -152,7 +152,9 @@ def extend_pass(draft: DraftModel, first: PassResult, n: int, extra: Sequence[in
     t0 = time.perf_counter()
     cache = first.cache
     if cache.get_seq_length() > n:
-        cache.crop(n)
+        # A negative count removes that many tokens: transformers 5.24 refuses the positive (absolute
+        # length) form that 5.23 also took, and both take this one.
+        cache.crop(n - cache.get_seq_length())
     depth = draft.depth_of(sc.depth)
     captured = draft.capture(list(extra), cache, layers=scoring_layers(draft, sc), depth=depth)
     positions = torch.arange(n, n + len(extra), device=draft.device)

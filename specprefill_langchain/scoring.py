@@ -42,6 +42,36 @@ def _check_attention_shapes(queries: Tensor, keys: Tensor, query_positions: Tens
         raise ValueError(msg)
 
 
+# Rows of (query, head) whose probabilities are computed, pooled and reduced together: about 4 MB of
+# float32. The work is bandwidth-bound (a handful of cheap passes over (H, Q, n) floats); a block that
+# stays in the cache between those passes, instead of going out to memory and back at each, made
+# token_importance about 2x faster at 300 queries over 6k keys, and no slower with few queries.
+_BLOCK_FLOATS = 1 << 20
+
+
+def _prepare(queries: Tensor, keys: Tensor, scale: float, n_context: int) -> tuple[Tensor, Tensor]:
+    """Scaled float queries (KVH, group, Q, D) and float keys transposed (KVH, D, n_context).
+
+    GQA: kv head g serves the query heads g*group .. (g+1)*group-1 (HF's repeat_kv), so the query
+    heads are grouped by their kv head and each kv head's keys are used once, never repeated (H×n×D).
+    """
+    h, q, d = queries.shape
+    kvh = keys.shape[0]
+    qf = (queries.float() * scale).view(kvh, h // kvh, q, d)
+    return qf, keys[:, :n_context].float().transpose(1, 2)
+
+
+def _probs(qf: Tensor, kt: Tensor, positions: Tensor) -> Tensor:
+    """Attention probabilities (H, B, n) of the queries ``qf`` (KVH, group, B, D) at ``positions`` (B,)."""
+    kvh, group, b, d = qf.shape
+    n = kt.shape[-1]
+    # One batched matmul per kv head: (group*B, D) @ (D, n). The keys are a transposed view, which
+    # BLAS reads as such; broadcasting them over the group instead would copy them at every block.
+    logits = torch.bmm(qf.reshape(kvh, group * b, d), kt).view(kvh * group, b, n)
+    hidden = torch.arange(n, device=qf.device)[None, :] > positions[:, None]  # (B, n): keys in the future
+    return _masked_softmax(logits, hidden)
+
+
 @torch.no_grad()
 def attention_probs(queries: Tensor, keys: Tensor, query_positions: Tensor, *, scale: float, n_context: int) -> Tensor:
     """softmax(q·Kᵀ·scale) of each query over the context keys it may see: (H, Q, n_context) float32.
@@ -51,39 +81,57 @@ def attention_probs(queries: Tensor, keys: Tensor, query_positions: Tensor, *, s
     exact 0, and a query that sees no key gets a row of zeros (never NaN).
     """
     _check_attention_shapes(queries, keys, query_positions, n_context)
-    h, q, d = queries.shape
-    kvh = keys.shape[0]
-    group = h // kvh
-    # GQA: kv head g serves the query heads g*group .. (g+1)*group-1 (HF's repeat_kv). Folding those
-    # heads into the query axis lets each kv head be used once, instead of materialising the repeated
-    # keys (H×n×D), and the product lands directly in the (H, Q, n) output.
-    qf = (queries.float() * scale).reshape(kvh, group * q, d)
-    out = torch.empty(kvh, group * q, n_context, dtype=torch.float32, device=queries.device)
-    for g in range(kvh):
-        # One kv head at a time in float32: the only copy of the keys is n×D, never all heads at once.
-        torch.matmul(qf[g], keys[g, :n_context].float().T, out=out[g])
-    out = out.view(h, q, n_context)
-
-    pos = query_positions.to(device=queries.device, dtype=torch.long)
-    cols = torch.arange(n_context, device=queries.device)
-    hidden = cols[None, :] > pos[:, None]  # (Q, n): keys in the query's future
-    return _masked_softmax_(out, hidden)
+    qf, kt = _prepare(queries, keys, scale, n_context)
+    return _probs(qf, kt, query_positions.to(device=queries.device, dtype=torch.long))
 
 
-def _masked_softmax_(logits: Tensor, hidden: Tensor) -> Tensor:
-    """Softmax over the last dim, in place, with ``hidden`` entries excluded; empty rows become 0.
+@torch.no_grad()
+def layer_importance(
+    queries: Tensor,
+    keys: Tensor,
+    query_positions: Tensor,
+    *,
+    scale: float,
+    n_context: int,
+    pool_kernel: int = _DEFAULT.pool_kernel,
+    head_reduce: Reduce = _DEFAULT.head_reduce,
+) -> Tensor:
+    """One layer's pooled attention, heads reduced: (Q, n_context) float32.
 
-    In place so that the (H, Q, n) logits are the only tensor of that size. Subtracting the row max
-    keeps exp() in range; a fully hidden row has max -inf, replaced by 0 so exp gives 0, not NaN.
+    Equal to ``reduce(pool_tokens(attention_probs(...)), heads)``, computed a block of queries at a
+    time (``_BLOCK_FLOATS``), so the (H, Q, n) probabilities never exist all at once.
     """
-    logits.masked_fill_(hidden, float("-inf"))
+    _check_attention_shapes(queries, keys, query_positions, n_context)
+    h, q, _ = queries.shape
+    qf, kt = _prepare(queries, keys, scale, n_context)
+    pos = query_positions.to(device=queries.device, dtype=torch.long)
+    out = torch.empty(q, n_context, dtype=torch.float32, device=queries.device)
+    rows = max(1, _BLOCK_FLOATS // max(1, h * n_context))
+    for a in range(0, q, rows):
+        b = min(q, a + rows)
+        probs = _probs(qf[:, :, a:b], kt, pos[a:b])
+        out[a:b] = _reduce(pool_tokens(probs, pool_kernel), 0, head_reduce)
+    return out
+
+
+def _masked_softmax(logits: Tensor, hidden: Tensor) -> Tensor:
+    """Softmax over the last dim with ``hidden`` entries excluded; rows with no visible key become 0.
+
+    ``torch.softmax`` is one fused pass that subtracts the row max itself; the hand-written
+    max/sub/exp/sum/div it replaced read the (H, Q, n) logits five times and took 5x longer (measured:
+    0.21 s vs 0.04 s for 20 layers of 9 heads x 96 queries x 4.8k keys). Queries past the context (the
+    question tail and the second hop) hide no key, so the mask is skipped for them.
+    """
     if logits.shape[-1] == 0:
         return logits
-    row_max = logits.amax(dim=-1, keepdim=True)
-    row_max.masked_fill_(torch.isinf(row_max), 0.0)
-    logits.sub_(row_max).exp_()
-    total = logits.sum(dim=-1, keepdim=True)
-    return logits.div_(total.clamp_min_(torch.finfo(torch.float32).tiny))
+    if not bool(hidden.any()):
+        return torch.softmax(logits, dim=-1)
+    logits.masked_fill_(hidden, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    blind = hidden.all(dim=-1)  # (Q,): a query that sees no key gives NaN rows (-inf - -inf): zero them
+    if bool(blind.any()):
+        probs[..., blind, :] = 0.0
+    return probs
 
 
 # --------------------------------------------------------------------------- importance
@@ -145,8 +193,8 @@ def token_importance(
 
     ``layers`` holds (queries (H, Q, D), keys (KVH, K, D), scale) of each captured layer. The order
     follows the speculative-prefill reference: softmax, pool along keys, reduce heads and layers,
-    then reduce queries. Layers are folded in one at a time (running max or sum), so only one
-    layer's (H, Q, n) probabilities are alive at once.
+    then reduce queries. Layers are folded in one at a time (running max or sum), and each layer a
+    block of queries at a time (:func:`layer_importance`).
     """
     if not layers:
         msg = "no layer was captured: token_importance needs at least one (queries, keys, scale) layer."
@@ -157,9 +205,15 @@ def token_importance(
             raise ValueError(msg)
     acc: Tensor | None = None
     for queries, keys, scale in layers:
-        probs = attention_probs(queries, keys, query_positions, scale=scale, n_context=n_context)
-        per_layer = _reduce(pool_tokens(probs, pool_kernel), 0, head_reduce)  # (Q, n)
-        del probs
+        per_layer = layer_importance(
+            queries,
+            keys,
+            query_positions,
+            scale=scale,
+            n_context=n_context,
+            pool_kernel=pool_kernel,
+            head_reduce=head_reduce,
+        )  # (Q, n)
         if acc is None:
             acc = per_layer
         elif per_layer.shape != acc.shape:

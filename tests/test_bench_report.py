@@ -97,3 +97,31 @@ def test_report_uses_stored_arms() -> None:
             arm_row("qwen", "keep-last-tokens", None, 0.3, [True] * 20 + [False] * 28)]  # fmt: skip
     text = render({"machine": {}, "accuracy": {"arms": arms, "results": [], "skipped": []}}, "cmd")
     assert format_rate(40, 48) in text and format_rate(20, 48) in text
+
+
+def _depth_run(depths: dict[float, tuple[int, int]], **config: object) -> dict:
+    rows = [
+        {"draft": "d", "task": "overall", "depth": depth, "layers": round(30 * depth), "keep_ratio": keep,
+         "retained": k, "n": 33, "retention": k / 33}
+        for depth, ks in depths.items()
+        for keep, k in zip((0.3, 0.15), ks, strict=True)
+    ]  # fmt: skip
+    cfg = {"depths": list(depths), "loop_tasks": 3, "dtype": "float32", **config}
+    return {"results": rows, "config": cfg, "shallowest_within_2_points": {"d": None}}
+
+
+def test_depth_runs_of_the_same_tasks_share_one_table_and_one_choice() -> None:
+    results = {
+        "machine": {},
+        "depth": _depth_run({1.0: (28, 25), 0.75: (28, 26), 0.5: (26, 24)}),
+        "depth_0_65": {**_depth_run({0.65: (29, 25)}), "note": "one thread"},
+        "depth_nohop": _depth_run({0.65: (20, 18)}, hop_chunks=0),  # another setting: its own table
+        "dates": {"depth": "day 1", "depth_0_65": "day 2"},
+    }
+    text = render(results, "cmd")
+    main = text[text.index("## Early-layer scoring\n") : text.index("## Early-layer scoring, other")]
+    assert "full depth at every keep ratio: d: 0.65." in main  # chosen over both runs
+    assert main.count("| d |") == 4 and "| 0.65 | 20 | " + format_rate(29, 33) in main
+    assert "depth_0_65 (day 2)" in main and "depth_0_65: one thread" in main
+    other = text[text.index("## Early-layer scoring, other tasks or settings (`depth_nohop`)") :]
+    assert format_rate(20, 33) in other and format_rate(20, 33) not in main and "hop_chunks=0" in other

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from specprefill_langchain.scoring import attention_probs, pool_tokens, token_importance
+from specprefill_langchain import scoring
+from specprefill_langchain.scoring import attention_probs, layer_importance, pool_tokens, token_importance
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -176,6 +177,22 @@ def test_reference_order_softmax_pool_max_heads_layers_mean_queries() -> None:
     per = [pool_tokens(attention_probs(q, k, POS, scale=s, n_context=20), 5) for q, k, s in layers]
     expected = torch.maximum(per[0].amax(0), per[1].amax(0)).mean(0)
     torch.testing.assert_close(token_importance(layers, POS, 20, pool_kernel=5, query_reduce="mean"), expected)
+
+
+@pytest.mark.parametrize("head_reduce", ["max", "mean"])
+def test_layer_importance_in_blocks_equals_the_whole_layer_at_once(monkeypatch, head_reduce) -> None:
+    # Blocks of 1, 2 and all 7 queries (4 heads x 30 keys per query), with queries inside the
+    # context (hidden keys), one that sees no key, and look-ahead queries: the same numbers each time.
+    q, k, s = _layer(12, qn=7, k=34)
+    pos = torch.tensor([-1, 3, 11, 19, 29, 31, 33])
+    whole = pool_tokens(attention_probs(q, k, pos, scale=s, n_context=30), 5)
+    expected = whole.amax(0) if head_reduce == "max" else whole.mean(0)
+    for block_queries in (1, 2, 7):
+        monkeypatch.setattr(scoring, "_BLOCK_FLOATS", block_queries * 4 * 30)
+        got = layer_importance(q, k, pos, scale=s, n_context=30, pool_kernel=5, head_reduce=head_reduce)
+        assert got.shape == (7, 30)
+        torch.testing.assert_close(got, expected, atol=1e-7, rtol=0)
+    assert bool((got[0] == 0).all())  # position -1 sees nothing: zeros, not NaN
 
 
 def test_layer_reduce_max_vs_mean() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from specprefill_langchain.bench.intervals import format_rate, successes
-from specprefill_langchain.bench.sections import cost_section, depth_section, long_history_section, note
+from specprefill_langchain.bench.sections import cost_section, depth_section, long_history_section, merged_depth, note
 from specprefill_langchain.bench.sections import table as _table
 
 
@@ -181,6 +181,7 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         lines += ["Every other section comes from the `bench all` run above, on the date of the Machine line.", ""]
     m = results.get("machine") or machine()
     lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
+    depth, depth_merged = merged_depth(results)  # depth runs of the same tasks share one table
     sections = [
         ("fidelity", lambda r: _fidelity(r, "Fidelity")),
         ("fidelity_peers", lambda r: _fidelity(r, "Fidelity against LLMLingua (subset)")),
@@ -191,12 +192,16 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         ("kv_reuse", _kv),
         ("cost", lambda r: cost_section(r, short=short)),
         ("cost_ttft", lambda r: cost_section(r, short=True, title="Agent loops: time to first token, local target")),
-        ("depth", depth_section),
-        ("depth_0_65", lambda r: depth_section(r, title="Early-layer scoring: one more depth, run on its own")),
+        ("depth", lambda r: depth_section(r, dates=results.get("dates") or {"depth": "bench all"})),
+        *(
+            (k, lambda r, k=k: depth_section(r, title=f"Early-layer scoring, other tasks or settings (`{k}`)"))
+            for k in sorted(results)
+            if k.startswith("depth_") and k not in depth_merged
+        ),
         ("long_history", long_history_section),
     ]
     for key, fn in sections:
-        res = results.get(key)
+        res = depth if key == "depth" and depth is not None else results.get(key)
         if isinstance(res, dict) and "error" in res:
             lines += [f"## {key}", "", f"failed: {res['error']}", ""]
         elif isinstance(res, dict):

@@ -23,7 +23,45 @@ def note(res: dict[str, Any]) -> str:
     return f" Note: {res['note']}." if res.get("note") else ""
 
 
-def depth_section(res: dict[str, Any], title: str = "Early-layer scoring") -> list[str]:
+def merged_depth(results: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``depth`` section with every ``depth_*`` section (a depth run on its own) that measured the
+    same tasks the same way (every config key but ``depths`` equal), and the names merged in.
+
+    One table then holds every depth of those tasks, and the shallowest depth within 2 points of full
+    depth is chosen over all of them; a later run's rows replace an earlier run's at the same depth.
+    """
+    from specprefill_langchain.bench.runs.depth import shallowest_within  # light: loads no model
+
+    base = results.get("depth")
+    if not isinstance(base, dict) or "error" in base:
+        return None, []
+
+    def same_tasks(cfg: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in (cfg or {}).items() if k != "depths" and v is not None}  # None: a default
+
+    merged, rows, notes = [], {}, [base.get("note")]  # the base's note, then each merged run's, named
+    for name in ["depth", *sorted(k for k in results if k.startswith("depth_"))]:
+        res = results[name]
+        if name != "depth" and (
+            not isinstance(res, dict) or same_tasks(res.get("config")) != same_tasks(base.get("config"))
+        ):
+            continue
+        merged.append(name)
+        notes.append(f"{name}: {res['note']}" if name != "depth" and res.get("note") else None)
+        for r in res.get("results", []):
+            rows[(r["draft"], r["depth"], r["keep_ratio"], r["task"])] = {**r, "run": name}
+    out = {**base, "results": list(rows.values())}
+    drafts = sorted({r["draft"] for r in out["results"]})
+    out["shallowest_within_2_points"] = {d: shallowest_within(out["results"], d) for d in drafts}
+    out["note"] = "; ".join(n for n in notes if n) or None
+    return out, merged[1:]
+
+
+def depth_section(
+    res: dict[str, Any], title: str = "Early-layer scoring", dates: dict[str, str] | None = None
+) -> list[str]:
+    """Retention per draft and depth; with ``dates`` (section name -> date), a column says which run
+    measured each row (rows of merged runs: :func:`merged_depth`)."""
     rows = [r for r in res.get("results", []) if r.get("task") == "overall"]
     if not rows:
         return []
@@ -35,7 +73,8 @@ def depth_section(res: dict[str, Any], title: str = "Early-layer scoring") -> li
         by_keep = {r["keep_ratio"]: r for r in group}
         first = next(iter(by_keep.values()))
         cells = [format_rate(int(by_keep[k]["retained"]), int(by_keep[k]["n"])) if k in by_keep else "" for k in keeps]
-        body.append([draft, depth, first["layers"], *cells])
+        run = [f"{first.get('run', 'depth')} ({dates.get(first.get('run', 'depth'), '?')})"] if dates else []
+        body.append([draft, depth, first["layers"], *cells, *run])
     chosen = res.get("shallowest_within_2_points") or {}
     intro = (
         "Evidence retention (all evidence kept verbatim) against the share of the draft's layers that run and "
@@ -43,9 +82,10 @@ def depth_section(res: dict[str, Any], title: str = "Early-layer scoring") -> li
         "depth within 2 points of full depth at every keep ratio: "
         + ", ".join(f"{d}: {v if v is not None else '– (no depth 1.0 in this run)'}" for d, v in chosen.items())
         + "."
+        + (f" Settings: hop_chunks={hop}." if (hop := (res.get("config") or {}).get("hop_chunks")) is not None else "")
         + note(res)
     )
-    head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps)]
+    head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps), *(["run (date)"] if dates else [])]
     return [f"## {title}", "", intro, "", *table(head, body), ""]
 
 

@@ -31,6 +31,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop-tasks", type=int, default=0, help="also this many agent-loop tasks per loop kind")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--hop-chunks",
+        type=int,
+        default=None,
+        help="ScoringConfig.hop_chunks for every depth (default: the library's; 0 = no second hop)",
+    )
 
 
 def _loop_tasks(n_per_kind: int, seed: int) -> list[Task]:
@@ -66,6 +72,7 @@ def run_depth(
     depths: Sequence[float],
     keep_ratios: Sequence[float],
     dtype: str = "float32",
+    hop_chunks: int | None = None,
 ) -> dict[str, Any]:
     from specprefill_langchain import DraftModel, ScoringConfig
 
@@ -79,7 +86,8 @@ def run_depth(
             print(
                 f"[depth] {draft}: depth {depth} = {model.depth_of(depth)} of {model.n_layers} layers", file=sys.stderr
             )
-            method = OursMethod(draft=draft, dtype=dtype, scoring=ScoringConfig(depth=depth))
+            hop = {} if hop_chunks is None else {"hop_chunks": hop_chunks}
+            method = OursMethod(draft=draft, dtype=dtype, scoring=ScoringConfig(depth=depth, **hop))
             method.name = f"ours[depth={depth}]"
             out = run_fidelity([method], tasks, keep_ratios=keep_ratios, progress=True)
             skipped += out["skipped"]
@@ -91,7 +99,7 @@ def run_depth(
 def run_args(args: argparse.Namespace) -> dict[str, Any]:
     tasks = make_tasks(args.kinds, n_per_kind=args.n_per_kind, target_tokens=args.tokens, seed=args.seed)
     tasks += _loop_tasks(args.loop_tasks, args.seed)
-    result = run_depth(tasks, args.drafts, args.depths, args.keep_ratios, args.dtype)
+    result = run_depth(tasks, args.drafts, args.depths, args.keep_ratios, args.dtype, args.hop_chunks)
     result["config"] = {
         "drafts": args.drafts,
         "depths": args.depths,
@@ -102,5 +110,6 @@ def run_args(args: argparse.Namespace) -> dict[str, Any]:
         "tokens": args.tokens,
         "dtype": args.dtype,
         "seed": args.seed,
+        "hop_chunks": args.hop_chunks,
     }
     return result
