@@ -73,7 +73,7 @@ def depth_section(
         by_keep = {r["keep_ratio"]: r for r in group}
         first = next(iter(by_keep.values()))
         cells = [format_rate(int(by_keep[k]["retained"]), int(by_keep[k]["n"])) if k in by_keep else "" for k in keeps]
-        run = [f"{first.get('run', 'depth')} ({dates.get(first.get('run', 'depth'), '?')})"] if dates else []
+        run = [f"{first.get('run', 'depth')} ({dates.get(first.get('run', 'depth'), 'bench all')})"] if dates else []
         body.append([draft, depth, first["layers"], *cells, *run])
     chosen = res.get("shallowest_within_2_points") or {}
     intro = (
