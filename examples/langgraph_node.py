@@ -29,7 +29,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stdlib_tools import stdlib_tools
 
-from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode, SpecPrefillState
+from specprefill_langchain import STATS_EVENT, SpecPrefillCompressor, SpecPrefillNode, SpecPrefillState, recall_tool
 
 QUESTION = (
     "Use read_file to read json/decoder.py, then use grep to find 'class ' in json/decoder.py. "
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         model = LocalChatModel(model="qwen2.5-coder-0.5b", max_new_tokens=args.max_new_tokens)
         print("model: Qwen2.5-Coder-0.5B-Instruct, local (real)")
     compressor = SpecPrefillCompressor(draft="smollm2-135m", keep_ratio=args.keep_ratio)
-    graph = build_graph(compressor, model, stdlib_tools(max_chars=args.max_chars))
+    # recall_tool(): each compressed output ends with a note naming it, so the model can read one in full.
+    graph = build_graph(compressor, model, [*stdlib_tools(max_chars=args.max_chars), recall_tool()])
 
     stats = PrintStats()
     # Each step runs compress, model and tools: three super-steps per model call.

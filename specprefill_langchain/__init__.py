@@ -13,6 +13,7 @@ from .explain import Explanation
 from .kvcache import PrefixCache
 from .langgraph import SpecPrefillAgentState, SpecPrefillNode, SpecPrefillState, pre_model_hook
 from .models import ModelNotInstalledError
+from .recall import recall_tool
 from .schedule import FROZEN_KEY
 from .stats import CompressionResult, CompressionStats
 
@@ -36,17 +37,26 @@ __all__ = [
     "StableConfig",
     "compress_messages",
     "pre_model_hook",
+    "recall_tool",
 ]
 
-# The middleware needs `langchain` (the `agents` extra); the rest of the package does not. Only its
-# absence is silent: a `langchain` that is installed but fails to import raises here, with its cause.
+# The middleware needs `langchain` >= 1.2.9 (the `agents` extra); the rest of the package does not. If
+# it is missing or too old, the package still imports, and `SpecPrefillMiddleware` raises the real
+# cause (how to install it, or which version is needed) where it is used.
+_middleware_error: ImportError | None = None
 try:
     from .middleware import SpecPrefillMiddleware
 except ImportError as err:
-    missing = err.__cause__ if isinstance(err.__cause__, ModuleNotFoundError) else None
-    if missing is None or (missing.name or "").split(".")[0] != "langchain":
-        raise
+    _middleware_error = err
 else:
     __all__ += ["SpecPrefillMiddleware"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SpecPrefillMiddleware" and _middleware_error is not None:
+        raise ImportError(str(_middleware_error)) from _middleware_error.__cause__
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -96,11 +97,35 @@ def _str_keys(value: Any) -> Any:
     return value
 
 
-def render_key(m: BaseMessage) -> str:
-    """Everything a message renders to, as one string (equal strings, equal token layout)."""
-    calls = [[c["name"], c["args"]] for c in m.tool_calls] if isinstance(m, AIMessage) and m.tool_calls else []
-    name = m.name if isinstance(m, ToolMessage) else None
-    return safe_json([role_of(m), name, m.content, calls], sort_keys=True)
+def message_key(m: BaseMessage, *, wire: bool = False) -> str:
+    """What a message *is*, as one string: the one definition of a message's identity.
+
+    Default: everything the draft reads of it (role, a tool output's tool name, content, tool-call
+    names and arguments): equal keys, equal token layout, equal frozen-form digest. ``wire=True``
+    adds what a provider's token counter also reads: the message type, any name, the
+    ``tool_call_id`` and each tool call's id (OpenAI-style counters count ids). The ``id`` of a
+    message is never part of it: it is not sent.
+    """
+    calls = getattr(m, "tool_calls", None) or []
+    if wire:
+        fields = [m.type, role_of(m), getattr(m, "name", None), getattr(m, "tool_call_id", None), m.content]
+        fields.append([[c.get("id"), c["name"], c["args"]] for c in calls])
+    else:
+        name = m.name if isinstance(m, ToolMessage) else None
+        fields = [role_of(m), name, m.content, [[c["name"], c["args"]] for c in calls]]
+    return safe_json(fields, sort_keys=True)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def readable(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD: what a tokenizer can read.
+
+    Same length, so character offsets into it are offsets into the original, and kept spans cut from
+    the original keep its exact code points (bytes decoded with ``surrogateescape`` pass through).
+    """
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def render_tool_calls(m: BaseMessage) -> str:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
+import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, overload
 
 from langchain_core.messages import BaseMessage, convert_to_messages
@@ -31,6 +33,7 @@ from .targets import TargetCounter
 
 CompressorInput = Sequence[BaseMessage] | PromptValue
 _CONFIG_FIELDS = set(CompressorConfig.__dataclass_fields__)
+log = logging.getLogger("specprefill_langchain")
 
 
 def _as_messages(value: Any) -> list[BaseMessage]:
@@ -115,7 +118,7 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         super().__init__(config=cfg, target=target)
         self._counter = counter
         # One store per compressor unless shared on purpose (e.g. one per draft across keep ratios).
-        self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes, ttl_s=cfg.cache_ttl_s)
+        self._store = cache if cache is not None else PrefixCache(cfg.cache_bytes)
         if isinstance(draft, DraftModel):
             self._draft = draft
         else:
@@ -133,6 +136,12 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
                     self._draft = DraftModel.load(self.config.draft, dtype=self.config.dtype, device=self.config.device)
         return self._draft
 
+    def warmup(self) -> SpecPrefillCompressor:
+        """Load the draft now (converting its packaged weights on first use) and run one tiny forward,
+        so that the first agent step does not pay for it. Returns the compressor, for chaining."""
+        self.draft.warmup(depth=self.draft.depth_of(self.config.scoring.depth))
+        return self
+
     @property
     def cache(self) -> PrefixCache:
         """The draft's prefix KV cache store (per compressor)."""
@@ -145,44 +154,41 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
 
     # ------------------------------------------------------------------ core
     def compress(
-        self, messages: CompressorInput, *, cache_key: str | None = None, **engine_options: Any
+        self,
+        messages: CompressorInput,
+        *,
+        cache_key: str | None = None,
+        only: Collection[int] | None = None,
+        target_extra: Sequence[BaseMessage] = (),
+        focus: str | None = None,
     ) -> CompressionResult:
         """Compress and return messages *and* stats. ``cache_key`` (e.g. a thread id) speeds up KV reuse.
 
-        ``engine_options`` are for the agent faces (``only``, ``exclude_from_query``, ``target_extra``:
-        see :func:`specprefill_langchain.engine.compress`).
+        ``only``: indices of the messages that may be compressed (the policy still applies inside).
+        ``target_extra``: what the target reads besides the messages (a system prompt kept apart, tool
+        schemas): counted in ``max_target_tokens`` and the stats, never compressed.
+        ``focus``: what the draft's queries ask about, when the caller knows more than ``messages`` (an
+        agent step that hands the draft a window of its history); by default derived from them.
         """
         msgs = _as_messages(messages)
+        started = time.perf_counter()
+        call = engine.Call(only=only, target_extra=tuple(target_extra), key=cache_key, focus=focus)
         try:
-            result = engine.compress(
-                msgs,
-                self.draft,
-                self.config,
-                store=self._store,
-                target=self._counter,
-                key=cache_key,
-                **engine_options,
-            )
+            result = engine.compress(msgs, self.draft, self.config, store=self._store, target=self._counter, call=call)
         except Exception as err:
             if self.config.on_error == "raise":
                 raise
-            warnings.warn(
-                f"specprefill: compression failed ({type(err).__name__}: {err}); the messages pass through "
-                "unchanged. Set on_error='raise' to see the error.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            stats = CompressionStats(passthrough=True, reason="error", error=f"{type(err).__name__}: {err}")
-            stats.cache_key = cache_key
+            what = f"compression failed ({type(err).__name__}: {err}); the messages pass through unchanged"
+            log.warning("%s", what, exc_info=True)
+            warnings.warn(f"specprefill: {what}. Set on_error='raise' to see the error.", RuntimeWarning, stacklevel=2)
+            stats = CompressionStats.failed(err, cache_key=cache_key, total_s=time.perf_counter() - started)
             result = CompressionResult(msgs, stats, msgs)
         self._last = result.stats
         return result
 
-    async def acompress(
-        self, messages: CompressorInput, *, cache_key: str | None = None, **engine_options: Any
-    ) -> CompressionResult:
-        """``compress`` off the event loop (the draft's forward passes are blocking)."""
-        return await asyncio.to_thread(self.compress, messages, cache_key=cache_key, **engine_options)
+    async def acompress(self, messages: CompressorInput, **options: Any) -> CompressionResult:
+        """:meth:`compress` (same options) off the event loop: the draft's forward passes are blocking."""
+        return await asyncio.to_thread(functools.partial(self.compress, messages, **options))
 
     def explain(self, messages: CompressorInput, *, cache_key: str | None = None) -> Any:
         """A readable view of what is kept and dropped (``print`` it, or show it in a notebook)."""
@@ -192,10 +198,14 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
 
     # ------------------------------------------------------------------ Runnable
     def _invoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
-        return compress_and_emit(self, value, thread_key(config)).messages
+        result = self.compress(value, cache_key=thread_key(config))
+        emit_stats(result.stats, config)
+        return result.messages
 
     async def _ainvoke(self, value: CompressorInput, run_manager: Any, config: RunnableConfig) -> list[BaseMessage]:
-        return (await acompress_and_emit(self, value, thread_key(config))).messages
+        result = await self.acompress(value, cache_key=thread_key(config))
+        await aemit_stats(result.stats, config)
+        return result.messages
 
     def invoke(self, input: CompressorInput, config: RunnableConfig | None = None, **kwargs: Any) -> list[BaseMessage]:
         return self._call_with_config(self._invoke, input, config, run_type="prompt", **kwargs)
@@ -208,32 +218,6 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
     @classmethod
     def is_lc_serializable(cls) -> bool:
         return False  # it holds a loaded model; the config itself is plain data (config.to_dict())
-
-
-def compress_and_emit(
-    compressor: SpecPrefillCompressor,
-    messages: CompressorInput,
-    cache_key: str | None,
-    *,
-    config: RunnableConfig | None = None,
-) -> CompressionResult:
-    """Compress, then emit the stats event: what every face does in per-step mode."""
-    result = compressor.compress(messages, cache_key=cache_key)
-    emit_stats(result.stats, config)
-    return result
-
-
-async def acompress_and_emit(
-    compressor: SpecPrefillCompressor,
-    messages: CompressorInput,
-    cache_key: str | None,
-    *,
-    config: RunnableConfig | None = None,
-) -> CompressionResult:
-    """The async twin of :func:`compress_and_emit`."""
-    result = await compressor.acompress(messages, cache_key=cache_key)
-    await aemit_stats(result.stats, config)
-    return result
 
 
 @functools.lru_cache(maxsize=8)

@@ -121,8 +121,8 @@ def _transformers_bars(enabled: bool) -> Iterator[None]:
 
 def convert(gguf: Path, out: Path, *, progress: bool) -> None:
     """Dequantize ``gguf`` to float32 and save model + tokenizer as a plain transformers folder."""
-    # huggingface_hub reads this when it is first imported: set it before transformers loads.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Every load below is local (local_files_only=True, a dequantized GGUF): no hub is reached, and the
+    # process environment (HF_HUB_OFFLINE, ...) stays the user's.
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

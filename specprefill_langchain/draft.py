@@ -7,7 +7,7 @@ things, without ever asking for full logits or an N×N attention matrix:
    (bounded memory), with SDPA.
 2. :meth:`DraftModel.capture`: forward a *query tail* through a registered attention function that
    calls the stock SDPA kernel and records each layer's post-RoPE query states; the keys are read
-   from the cache afterwards. Optional greedy look-ahead steps add their queries too.
+   from the cache afterwards.
 
 Which tokens it reads, which cache it extends and what the captured states mean is the business of
 :mod:`passes` (the prefix store) and :mod:`scoring` (the arithmetic).
@@ -30,6 +30,10 @@ from .config import DTYPES, CompressorConfig
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 assert {*_TORCH_DTYPES, "auto"} == set(DTYPES), "config.DTYPES and the torch dtypes disagree"
 
+
+# Tokens per forward while prefilling: bounds the memory of one forward (activations grow with it)
+# while staying long enough that the matmuls run at full speed on a CPU.
+PREFILL_CHUNK = 512
 
 # (queries (H, Q, D), keys (KVH, K, D), scale) of one layer: what scoring.token_importance reads.
 CapturedLayer = tuple[torch.Tensor, torch.Tensor, float]
@@ -81,6 +85,7 @@ class DraftModel:
 
     _registry: dict[tuple[str, str, str], DraftModel] = {}  # noqa: RUF012 - process-wide by design
     _registry_lock = threading.Lock()
+    _loading: dict[tuple[str, str, str], threading.Lock] = {}  # noqa: RUF012 - one lock per model being loaded
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str = "custom") -> None:
         register_attention()
@@ -110,7 +115,11 @@ class DraftModel:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(
-        cls, name: str = CompressorConfig.draft, *, dtype: str = CompressorConfig.dtype, device: str = "cpu"
+        cls,
+        name: str = CompressorConfig.draft,
+        *,
+        dtype: str = CompressorConfig.dtype,
+        device: str = CompressorConfig.device,
     ) -> DraftModel:
         """The shared draft for ``name`` (short name, folder, GGUF file or hub id); loads it once.
 
@@ -124,6 +133,21 @@ class DraftModel:
         with cls._registry_lock:
             if key in cls._registry:
                 return cls._registry[key]
+            lock = cls._loading.setdefault(key, threading.Lock())
+        # One load per key: a second caller waits for the first instead of loading the model again;
+        # loads of other models go on in parallel.
+        with lock:
+            with cls._registry_lock:
+                if key in cls._registry:
+                    return cls._registry[key]
+            draft = cls._load(name, dtype, device)
+            with cls._registry_lock:
+                cls._registry[key] = draft
+                cls._loading.pop(key, None)
+            return draft
+
+    @classmethod
+    def _load(cls, name: str, dtype: str, device: str) -> DraftModel:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .models import resolve
@@ -135,10 +159,7 @@ class DraftModel:
         local = path.is_dir()
         tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=_TORCH_DTYPES[dtype], local_files_only=local)
-        model = model.to(device)
-        draft = cls(model, tokenizer, name=name)
-        with cls._registry_lock:
-            return cls._registry.setdefault(key, draft)
+        return cls(model.to(device), tokenizer, name=name)
 
     # ------------------------------------------------------------------ depth
     def depth_of(self, depth: float) -> int:
@@ -176,18 +197,10 @@ class DraftModel:
             return self._stacks[depth]
 
     # ------------------------------------------------------------------ forward passes
-    def _forward(
-        self, ids: Sequence[int], cache: Any, *, logits: bool = False, depth: int | None = None
-    ) -> torch.Tensor | None:
-        stack = self._stack(depth)
+    def _forward(self, ids: Sequence[int], cache: Any, *, depth: int | None = None) -> None:
+        """Extend ``cache`` by ``ids`` through the decoder only: the LM head never runs (no logits)."""
         x = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        kwargs = {self._cache_kw: cache, "use_cache": True}
-        if not logits:
-            # The base model skips the LM head entirely: prefill needs no logits at all.
-            stack.decoder(input_ids=x, **kwargs)
-            return None
-        out = stack.model(input_ids=x, logits_to_keep=1, **kwargs)
-        return out.logits[0, -1]
+        self._stack(depth).decoder(input_ids=x, use_cache=True, **{self._cache_kw: cache})
 
     def config_at(self, depth: int | None = None) -> Any:
         """The model config of the first ``depth`` layers (what a KV cache of that depth is built from)."""
@@ -201,7 +214,7 @@ class DraftModel:
 
     @torch.inference_mode()
     def prefill(
-        self, ids: Sequence[int], cache: Any | None = None, *, chunk: int = 512, depth: int | None = None
+        self, ids: Sequence[int], cache: Any | None = None, *, chunk: int = PREFILL_CHUNK, depth: int | None = None
     ) -> Any:
         """Extend ``cache`` (which holds a prefix of ``ids``) to all of ``ids``; returns the cache.
 
@@ -218,21 +231,14 @@ class DraftModel:
 
     @torch.inference_mode()
     def capture(
-        self,
-        ids: Sequence[int],
-        cache: Any,
-        *,
-        layers: Sequence[int],
-        lookahead: int = 0,
-        depth: int | None = None,
+        self, ids: Sequence[int], cache: Any, *, layers: Sequence[int], depth: int | None = None
     ) -> list[CapturedLayer]:
         """Forward ``ids`` after what ``cache`` holds and capture the query states of ``layers``.
 
-        Returns, for each captured layer in order, (queries (H, len(ids) + lookahead, D), keys
-        (KVH, cached + len(ids) + lookahead, D) post-RoPE, scale). ``lookahead`` greedy tokens are
-        generated after ``ids`` and their queries captured too. ``cache`` is extended by everything
-        forwarded here: pass a throw-away copy when the store's prefix must stay clean. ``depth``:
-        run only the first layers (``layers`` must lie below it).
+        Returns, for each captured layer in order, (queries (H, len(ids), D), keys (KVH, cached +
+        len(ids), D) post-RoPE, scale). ``cache`` is extended by everything forwarded here: pass a
+        throw-away copy when the store's prefix must stay clean. ``depth``: run only the first layers
+        (``layers`` must lie below it).
         """
         wanted = frozenset(layers)
         usable = frozenset(i for i in self.full_layers if i < (depth or self.n_layers))
@@ -243,11 +249,13 @@ class DraftModel:
             )
             raise ValueError(msg)
         with recording(wanted) as rec:
-            logits = self._forward(ids, cache, logits=lookahead > 0, depth=depth)
-            for _ in range(lookahead):
-                nxt = int(torch.argmax(logits))
-                logits = self._forward([nxt], cache, logits=True, depth=depth)
+            self._forward(ids, cache, depth=depth)
         return [(torch.cat(rec.queries[i], dim=1), cache.layers[i].keys[0], rec.scales[i]) for i in sorted(rec.queries)]
+
+    @torch.inference_mode()
+    def warmup(self, depth: int | None = None) -> None:
+        """One tiny forward, so that a first real call does not pay one-off allocation and kernel setup."""
+        self.prefill(self.tokenizer("warm up", add_special_tokens=False)["input_ids"] or [0], depth=depth)
 
     @property
     def decoder_layers(self) -> torch.nn.ModuleList:

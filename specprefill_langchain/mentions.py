@@ -30,12 +30,46 @@ MAX_CHARS = 64
 MAX_TERMS = 128  # the first ones: a pasted file in a request must not cost a scan per identifier
 
 # Terms a text names on purpose: a quoted value ('.xyz', "EACCES", `load`), a ``key=value`` argument
-# as the step query renders tool calls, an identifier that no prose word looks like (snake_case,
-# camelCase, dotted.names, a word with digits), a number of two digits or more.
-_QUOTED = re.compile(r"""'([^'\n]{1,64})'|"([^"\n]{1,64})"|`([^`\n]{1,64})`""")
+# as the focus renders tool calls, an identifier that no prose word looks like (dotted.names,
+# snake_case and _private, camelCase and PascalCase, a word with digits, an ACRONYM), a number of two
+# digits or more, and a name used as a call (``tenumerate(``), which its place shows to be a name.
+QUOTED = re.compile(r"""'([^'\n]{1,64})'|"([^"\n]{1,64})"|`([^`\n]{1,64})`""")
 _ARG = re.compile(r"(?<![\w])[A-Za-z_]\w*=([^\s=]{1,64})")
-_IDENT = re.compile(
-    r"(?<![\w.])(?:[A-Za-z_]\w*_\w*|[a-z]+[A-Z]\w*|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z]+\d\w*|\d{2,})(?![\w])"
+IDENT = re.compile(
+    r"(?<![\w.])(?:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]*_\w*|[a-z]+[A-Z]\w*|[A-Z][a-z]+[A-Z]\w*"
+    r"|[A-Z][A-Z0-9]{3,}|[A-Za-z]+\d\w*|\d{2,})(?![\w])"
+)
+CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w{3,})\(")
+# Words every log and test run says: they name nothing of an earlier output.
+STOP = frozenset(
+    [
+        "ERROR",
+        "WARNING",
+        "WARN",
+        "INFO",
+        "DEBUG",
+        "CRITICAL",
+        "FATAL",
+        "NOTICE",
+        "TRACE",
+        "FAILED",
+        "PASSED",
+        "SKIPPED",
+        "XFAIL",
+        "XPASS",
+        "TODO",
+        "NOTE",
+        "NONE",
+        "NULL",
+        "TRUE",
+        "FALSE",
+        "JSON",
+        "HTTP",
+        "HTTPS",
+        "UTF",
+        "UTF8",
+        "ASCII",
+    ]
 )
 
 
@@ -45,14 +79,15 @@ def key_terms(text: str | None) -> list[str]:
     if not text:
         return []
     found: list[str] = []
-    for m in _QUOTED.finditer(text):
+    for m in QUOTED.finditer(text):
         found.append(next(g for g in m.groups() if g is not None).strip())
     found += [m.group(1).strip(".,;:)") for m in _ARG.finditer(text)]
-    found += [m.group(0) for m in _IDENT.finditer(text)]
+    found += [m.group(0) for m in IDENT.finditer(text)]
+    found += [m.group(1) for m in CALLED.finditer(text)]
     seen: set[str] = set()
     out = []
     for term in found:
-        if MIN_CHARS <= len(term) <= MAX_CHARS and term not in seen and not term.isspace():
+        if MIN_CHARS <= len(term) <= MAX_CHARS and term not in seen and not term.isspace() and term not in STOP:
             seen.add(term)
             out.append(term)
     return out[:MAX_TERMS]
@@ -83,7 +118,8 @@ def _hits(pattern: re.Pattern[str], text: str, starts: list[int], ends: list[int
 
 
 def mark_mentions(t: Transcript, chunks: Sequence[Chunk], terms: Iterable[str]) -> list[Chunk]:
-    """``chunks`` with ``mention=True`` on those that hold a rare term of ``terms`` (see module doc).
+    """``chunks`` with ``mention`` set on those that hold a rare term of ``terms`` (see module doc): the
+    rarer the term, the higher (a term found in one chunk only names that chunk; in three, any of them).
 
     A match counts for every chunk its characters overlap, so a quoted phrase cut by a chunk edge
     still marks both halves. Chunks of one part are consecutive and in order (as ``chunks_of`` makes them).
@@ -96,7 +132,7 @@ def mark_mentions(t: Transcript, chunks: Sequence[Chunk], terms: Iterable[str]) 
     for part, idx in by_part.items():
         spans = [t.parts[part].char_span(chunks[j].t0, chunks[j].t1) for j in idx]
         layout[part] = ([a for a, _ in spans], [b for _, b in spans])
-    marked: set[int] = set()
+    marked: dict[int, int] = {}  # chunk -> its rarest term's rank (MAX_HITS: found in one chunk only)
     for term in terms:
         pattern, found, common = _pattern(term), set(), False
         for part, idx in by_part.items():
@@ -107,8 +143,9 @@ def mark_mentions(t: Transcript, chunks: Sequence[Chunk], terms: Iterable[str]) 
                 break
             found |= {idx[j] for j in local}
         if not common:
-            marked |= found
-    return [replace(c, mention=True) if j in marked else c for j, c in enumerate(chunks)]
+            for j in found:
+                marked[j] = max(marked.get(j, 0), MAX_HITS + 1 - len(found))
+    return [replace(c, mention=marked[j]) if j in marked else c for j, c in enumerate(chunks)]
 
 
-__all__ = ["MAX_HITS", "MAX_TERMS", "key_terms", "mark_mentions"]
+__all__ = ["CALLED", "IDENT", "MAX_HITS", "MAX_TERMS", "QUOTED", "STOP", "key_terms", "mark_mentions"]

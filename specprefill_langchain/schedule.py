@@ -1,51 +1,51 @@
-"""Stable mode: each tool result's compressed form is decided once, then sent byte for byte forever.
+"""Stable mode's bookkeeping: which tool results to decide now, their frozen forms, the draft's window.
 
-Agent loops run against targets that cache their prefix (provider prompt caching, vLLM/llama.cpp
-prefix caches), and a cache only hits on a byte-identical prefix. Compressing the whole history
-again each step breaks it at the first changed message. So in stable mode (docs/design.md, "Stable
-mode"):
+Agent loops run against targets that cache their prefix, and a cache only hits on a byte-identical
+prefix (docs/design.md, "Stable mode"). So a tool result's compressed form is decided once and then
+sent byte for byte; what is decided lives in the thread's state (the *frozen forms*), so any worker
+that resumes the thread sends the same bytes. Pure functions over messages and dicts: no model, no
+LangChain runtime (module ``step`` runs them).
 
-* a tool result is decided when it arrives (``keep_recent=0``: scored against the request and the
-  tool call that fetched it) or once ``keep_recent`` newer tool results exist (scored against the
-  agent's current step, which may name what matters in it); its form is then frozen;
-* the frozen forms live in the graph state (``FROZEN_KEY``), so they are checkpointed with the
-  thread: any worker that resumes it sends the same bytes. The draft's KV cache is only a speed-up;
-* the draft reads what the target reads (frozen forms, then the new messages in full), so each
-  step prefills only what is new, and past the draft's context a bounded window of recent messages;
-* human and AI text is never compressed here (compressing an old turn when a new one arrives would
-  break the cache in the middle of the history).
+A frozen form is keyed by the message's ref (its id, else the digest of what it renders to)::
 
-A frozen form is ``{"digest": <hash of the original>, "content": <compressed content or None>}``
-(``None``: decided to stay whole), keyed by the message id. A message whose original changed no
-longer matches its digest and is decided again.
+    {"digest": <hash of the original>,           # a changed original no longer matches: decided again
+     "content": <compressed content> | None,      # present once decided; None = whole
+     "rescue": <text appended after the content>} # optional: evidence brought back (module ``rescue``)
+
+The state reducer :func:`merge_frozen` adds and replaces entries, and removes those whose update is
+``None`` (the messages they belonged to are gone from the state).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
-from .chatformat import render_key
-from .config import StableConfig
-from .events import aemit_stats, emit_stats
-from .policy import is_compressible
-from .stats import CompressionResult
+from .chatformat import message_key
+from .config import PolicyConfig, StableConfig
+from .policy import compressible_mask
 
 FROZEN_KEY = "specprefill"
-Frozen = dict[str, dict[str, Any]]
+Frozen = dict[str, Any]  # ref -> frozen form (a dict), or None in an update: forget that ref
 
 
 def merge_frozen(left: Frozen | None, right: Frozen | None) -> Frozen:
-    """The state reducer of the frozen forms: entries are only ever added (or re-decided)."""
-    return {**(left or {}), **(right or {})}
+    """The state reducer of the frozen forms: an update adds or replaces entries; ``None`` removes one."""
+    merged = dict(left or {})
+    for ref, entry in (right or {}).items():
+        if entry is None:
+            merged.pop(ref, None)
+        else:
+            merged[ref] = entry
+    return merged
 
 
 def digest(m: BaseMessage) -> str:
-    return hashlib.sha256(render_key(m).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return hashlib.sha256(message_key(m).encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def ref_of(m: BaseMessage) -> str:
@@ -53,35 +53,36 @@ def ref_of(m: BaseMessage) -> str:
     return str(m.id) if m.id else f"sha:{digest(m)}"
 
 
-def recall_ref(m: BaseMessage) -> str | None:
-    """What the recall tool takes to find this output again: its tool call id."""
-    return m.tool_call_id if isinstance(m, ToolMessage) else None
+def entry_of(frozen: Mapping[str, Any], m: BaseMessage) -> Mapping[str, Any] | None:
+    """The frozen form of ``m`` if it still matches ``m`` (same digest), else None."""
+    entry = frozen.get(ref_of(m))
+    return entry if isinstance(entry, Mapping) and entry.get("digest") == digest(m) else None
 
 
-@dataclass
-class Plan:
-    """What one stable step does: the input as the target will read it, and what to decide now."""
-
-    view: list[BaseMessage]  # decided messages in their frozen form, the rest as they are
-    candidates: list[int]  # indices to decide in this step
-    whole: list[int]  # candidates decided whole without the draft (too short to be worth it)
+def render(m: BaseMessage, entry: Mapping[str, Any] | None) -> BaseMessage:
+    """``m`` as the target reads it: its decided content, then any rescued evidence."""
+    if entry is None:
+        return m
+    content = entry.get("content")
+    content = m.content if content is None else content
+    rescue = entry.get("rescue")
+    if rescue:
+        content = content + rescue if isinstance(content, str) else [*content, {"type": "text", "text": rescue}]
+    return m if content is m.content else m.model_copy(update={"content": content})
 
 
 def apply_frozen(messages: Sequence[BaseMessage], frozen: Mapping[str, Any]) -> tuple[list[BaseMessage], set[int]]:
-    """The messages with every matching frozen form in place, and the indices that were replaced."""
-    out, decided = [], set()
+    """The messages as the target reads them, and the indices whose form was decided earlier."""
+    view, decided = [], set()
     for i, m in enumerate(messages):
-        entry = frozen.get(ref_of(m))
-        if isinstance(entry, Mapping) and entry.get("digest") == digest(m):
+        entry = entry_of(frozen, m)
+        if entry is not None and "content" in entry:
             decided.add(i)
-            content = entry.get("content")
-            out.append(m if content is None else m.model_copy(update={"content": content}))
-        else:
-            out.append(m)
-    return out, decided
+        view.append(render(m, entry))
+    return view, decided
 
 
-def _new_since_last_call(messages: Sequence[BaseMessage]) -> int:
+def first_unread(messages: Sequence[BaseMessage]) -> int:
     """Index of the first message the target has not read yet (those after its latest AI message)."""
     for i in range(len(messages) - 1, -1, -1):
         if isinstance(messages[i], AIMessage):
@@ -89,159 +90,93 @@ def _new_since_last_call(messages: Sequence[BaseMessage]) -> int:
     return 0
 
 
-def plan(messages: Sequence[BaseMessage], frozen: Mapping[str, Any], cfg: StableConfig, policy: Any) -> Plan:
-    """Which tool results to decide now (docs/design.md, "When a message is compressed")."""
+@dataclass(frozen=True)
+class Plan:
+    """What one stable step decides: the input as the target reads it so far, and the candidates."""
+
+    view: list[BaseMessage]  # decided messages in their frozen form, the rest as they are
+    decided: frozenset[int]  # decided in an earlier step
+    candidates: tuple[int, ...]  # to compress now
+    whole: tuple[int, ...] = ()  # to decide whole now: never to be compressed (``keep_whole``)
+
+
+def plan(
+    messages: Sequence[BaseMessage],
+    frozen: Mapping[str, Any],
+    cfg: StableConfig,
+    policy: PolicyConfig,
+    *,
+    keep_ratio: float,
+    keep_whole: Callable[[BaseMessage], bool] = lambda m: False,
+) -> Plan:
+    """Which tool results to compress now (docs/design.md, "When a message is compressed").
+
+    A short result that stays whole needs no frozen form (it is sent as it is, every step).
+    ``keep_whole``: results never to be compressed however long they are (a recall output, a message
+    the draft cannot read): they are decided whole once, so no later step tries them again.
+    """
     view, decided = apply_frozen(messages, frozen)
-    tools = [i for i, m in enumerate(messages) if isinstance(m, ToolMessage)]
-    eligible = []
-    for rank, i in enumerate(tools):
-        newer = len(tools) - rank - 1
-        if i in decided or newer < cfg.keep_recent or not is_compressible(messages, i, policy):
-            continue
-        eligible.append(i)
     if sum(len(m.text) for m in view) < cfg.trigger_chars:
-        return Plan(view, [], [])  # below the trigger: nothing is decided yet, everything goes whole
-    # Short results stay whole: deciding that never changes a byte, so it is free at any age.
-    whole = [i for i in eligible if len(messages[i].text) < cfg.min_message_chars]
+        return Plan(view, frozenset(decided), ())  # below the trigger: everything goes whole, undecided
+    mask = compressible_mask(messages, policy)
+    tools = [i for i, m in enumerate(messages) if isinstance(m, ToolMessage)]
+    # A result waits until keep_recent newer results exist; short ones are not worth the draft.
+    eligible = [
+        i
+        for rank, i in enumerate(tools)
+        if i not in decided
+        and len(tools) - rank - 1 >= cfg.keep_recent
+        and mask[i]
+        and len(messages[i].text) >= cfg.min_message_chars
+    ]
+    whole = tuple(i for i in eligible if keep_whole(messages[i]))
     eligible = [i for i in eligible if i not in whole]
-    first_new = _new_since_last_call(messages)
-    # A result the target has already read whole costs a cache break when it changes: break only
-    # for a saving worth it (as Anthropic's clear_at_least). New results never cost a break.
+    # A result the target has already read whole costs a cache break when it changes: break only for a
+    # saving worth it (as Anthropic's clear_at_least). New results never cost a break.
+    first_new = first_unread(messages)
     breaks = [i for i in eligible if i < first_new]
-    saving = sum(len(messages[i].text) for i in breaks) * (1 - cfg.expected_keep)
+    saving = sum(len(messages[i].text) for i in breaks) * (1 - keep_ratio)
     if breaks and saving < cfg.min_saving_chars:
         eligible = [i for i in eligible if i >= first_new]
-    return Plan(view, eligible, whole)
+    return Plan(view, frozenset(decided), tuple(eligible), whole)
 
 
-def draft_window(view: Sequence[BaseMessage], keep: Sequence[int], max_chars: int) -> list[int]:
-    """Indices of the messages the draft reads: the first message, then recent ones within ``max_chars``.
+def draft_window(view: Sequence[BaseMessage], keep: Sequence[int], context_chars: int) -> list[int]:
+    """Indices of the messages the draft reads to decide ``keep``: the head, then the rest from the call
+    of the first result decided, and earlier messages within ``context_chars``.
 
-    The window starts at a message whose offset is a whole multiple of ``max_chars // 2``
-    characters into the history, so it moves in jumps: between two jumps every step extends the
-    same prefix and the draft's KV cache keeps hitting. ``keep`` (the candidates) are always inside.
+    The head is everything up to the first human message (system prompt, request): the same every step,
+    so the draft's KV cache always serves it. With ``context_chars`` > 0 the window starts at a message
+    whose offset is a whole multiple of ``context_chars // 2`` characters into the history, so it moves
+    in jumps: between two jumps every step extends the same prefix and the draft's cache keeps hitting.
     """
     n = len(view)
-    offsets, total = [], 0
-    for m in view:
-        offsets.append(total)
-        total += len(m.text)
-    if total <= max_chars or n <= 2:
-        return list(range(n))
-    stride = max(1, max_chars // 2)
-    grid = -(-(total - max_chars) // stride) * stride  # the lowest grid point that leaves <= max_chars
-    start = next((i for i in range(1, n) if offsets[i] >= grid), n - 1)
-    start = min(start, *keep) if keep else start
-    return [0, *range(max(1, start), n)]
+    head = next((i + 1 for i, m in enumerate(view) if isinstance(m, HumanMessage)), 1)
+    call = min(keep, default=n)
+    while call > head and not isinstance(view[call - 1], AIMessage):
+        call -= 1
+    call = max(head, call - 1) if call > head else head  # the AI message whose call fetched it
+    start = call
+    if context_chars > 0:
+        offsets, total = [], 0
+        for m in view:
+            offsets.append(total)
+            total += len(m.text)
+        stride = max(1, context_chars // 2)
+        grid = max(0, -(-(total - context_chars) // stride) * stride)  # lowest grid point leaving <= context
+        start = min(call, next((i for i in range(head, n) if offsets[i] >= grid), n))
+    return [*range(min(head, n)), *range(max(head, start), n)]
 
 
-def frozen_updates(
-    original: Sequence[BaseMessage],
-    index_map: Sequence[int],
-    result: CompressionResult | None,
-    candidates: Sequence[int],
-    whole: Sequence[int],
-    footer: str | None,
-) -> Frozen:
-    """The new frozen forms: each candidate's compressed content (or None: whole), by message ref.
-
-    ``index_map`` maps positions of the draft's window back to indices of ``original``. ``footer``
-    (the recall tool's hint, with ``{ref}``) is appended to each output that lost text.
-    """
-    updates: Frozen = {}
-    for i in whole:
-        updates[ref_of(original[i])] = {"digest": digest(original[i]), "content": None}
-    if result is None or result.stats.error is not None:
-        return updates  # a failed draft decides nothing: the outputs go whole and are tried again
-    out_of = {orig: pos for pos, orig in enumerate(index_map)}
-    for i in candidates:
-        m, new = original[i], result.messages[out_of[i]]
-        content: Any = None if new.content == m.content else new.content
-        if content is not None and footer and isinstance(content, str) and recall_ref(m):
-            content += footer.format(ref=recall_ref(m))
-        updates[ref_of(m)] = {"digest": digest(m), "content": content}
-    return updates
+def decided_form(m: BaseMessage, content: Any, old: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The frozen form of ``m`` decided now (``content`` None: whole); rescued text it carried stays."""
+    entry: dict[str, Any] = {"digest": digest(m), "content": content}
+    if old is not None and old.get("rescue"):
+        entry["rescue"] = old["rescue"]
+    return entry
 
 
-@dataclass
-class StableStep:
-    """One stable step: the model input, the new frozen forms for the state, and the compression."""
-
-    messages: list[BaseMessage]
-    updates: Frozen
-    result: CompressionResult | None
-
-
-@dataclass
-class _Pending:
-    """A stable step between its plan and its compression: what the draft reads and may compress."""
-
-    messages: Sequence[BaseMessage]
-    frozen: Mapping[str, Any]
-    plan: Plan
-    index_map: list[int]  # positions of the draft's window -> indices of ``messages``
-    window: list[BaseMessage]  # empty: nothing to compress this step
-    only: list[int]  # positions of the window that may be compressed
-
-    def finish(self, result: CompressionResult | None, footer: str | None) -> StableStep:
-        p = self.plan
-        updates = frozen_updates(self.messages, self.index_map, result, p.candidates, p.whole, footer)
-        final, _ = apply_frozen(self.messages, {**self.frozen, **updates})
-        if result is not None:
-            result.stats.mode = "stable"
-            result.stats.newly_compressed = sum(1 for u in updates.values() if u["content"] is not None)
-            result.stats.frozen_reused = len(p.view) - len(p.candidates) - len(p.whole)
-        return StableStep(final, updates, result)
-
-
-def _prepare(compressor: Any, messages: Sequence[BaseMessage], frozen: Mapping[str, Any] | None) -> _Pending:
-    cfg = compressor.config
-    p = plan(messages, frozen or {}, cfg.stable, cfg.policy)
-    index_map = draft_window(p.view, p.candidates, cfg.stable.window_chars) if p.candidates else []
-    chosen = set(p.candidates)
-    only = [pos for pos, i in enumerate(index_map) if i in chosen]
-    return _Pending(messages, frozen or {}, p, index_map, [p.view[i] for i in index_map], only)
-
-
-def run_stable(
-    compressor: Any,
-    messages: Sequence[BaseMessage],
-    frozen: Mapping[str, Any] | None,
-    *,
-    cache_key: str | None,
-    footer: str | None = None,
-    config: Any = None,
-    target_extra: Sequence[BaseMessage] = (),
-) -> StableStep:
-    """Decide what this step must decide, and return the model input with every frozen form in place."""
-    pending = _prepare(compressor, messages, frozen)
-    result = None
-    if pending.window:
-        result = compressor.compress(pending.window, cache_key=cache_key, only=pending.only, target_extra=target_extra)
-    step = pending.finish(result, footer)  # sets the stats' stable-mode fields: emit after it
-    if result is not None:
-        emit_stats(result.stats, config)
-    return step
-
-
-async def arun_stable(
-    compressor: Any,
-    messages: Sequence[BaseMessage],
-    frozen: Mapping[str, Any] | None,
-    *,
-    cache_key: str | None,
-    footer: str | None = None,
-    config: Any = None,
-    target_extra: Sequence[BaseMessage] = (),
-) -> StableStep:
-    """The async twin of :func:`run_stable`."""
-    pending = _prepare(compressor, messages, frozen)
-    result = None
-    if pending.window:
-        result = await compressor.acompress(
-            pending.window, cache_key=cache_key, only=pending.only, target_extra=target_extra
-        )
-    step = pending.finish(result, footer)
-    if result is not None:
-        await aemit_stats(result.stats, config)
-    return step
+def stale_refs(frozen: Mapping[str, Any], messages: Sequence[BaseMessage]) -> list[str]:
+    """Refs of frozen forms whose messages are no longer in the thread (removed or summarized away)."""
+    alive = {ref_of(m) for m in messages}
+    return sorted(ref for ref in frozen if ref not in alive)

@@ -9,14 +9,21 @@ testable with hand-made tensors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from .config import Reduce, ScoringConfig
+Reduce = Literal["max", "mean"]
 
-# The one home of defaults is config.py; the keyword defaults below restate none of them.
-_DEFAULT = ScoringConfig()
+# The reference's arithmetic, kept (docs/design.md, "Scoring"): an average pool of 13 tokens along the
+# keys (a word's neighbours share its importance), then the max over heads and layers; over query
+# positions we take the max where the reference takes the mean, so that a focus's one decisive
+# identifier is not averaged away by its generic words. Mean over layers or heads measured worse.
+POOL_KERNEL = 13
+HEAD_REDUCE: Reduce = "max"
+LAYER_REDUCE: Reduce = "max"
+QUERY_REDUCE: Reduce = "max"
 
 
 # --------------------------------------------------------------------------- attention
@@ -93,8 +100,8 @@ def layer_importance(
     *,
     scale: float,
     n_context: int,
-    pool_kernel: int = _DEFAULT.pool_kernel,
-    head_reduce: Reduce = _DEFAULT.head_reduce,
+    pool_kernel: int = POOL_KERNEL,
+    head_reduce: Reduce = HEAD_REDUCE,
 ) -> Tensor:
     """One layer's pooled attention, heads reduced: (Q, n_context) float32.
 
@@ -184,10 +191,10 @@ def token_importance(
     query_positions: Tensor,
     n_context: int,
     *,
-    pool_kernel: int = _DEFAULT.pool_kernel,
-    layer_reduce: Reduce = _DEFAULT.layer_reduce,
-    head_reduce: Reduce = _DEFAULT.head_reduce,
-    query_reduce: Reduce = _DEFAULT.query_reduce,
+    pool_kernel: int = POOL_KERNEL,
+    layer_reduce: Reduce = LAYER_REDUCE,
+    head_reduce: Reduce = HEAD_REDUCE,
+    query_reduce: Reduce = QUERY_REDUCE,
 ) -> Tensor:
     """One importance score per context token, (n_context,) float32.
 

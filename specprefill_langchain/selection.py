@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 
 KeptSpans = dict[int, list[tuple[int, int]]]  # part index -> sorted char spans kept in that part
 
+# Target chunk length in draft tokens (the reference's 32). Chunks follow lines and records around it
+# (make_chunks), and the length itself mattered little in the shared design's sweeps.
+CHUNK_TOKENS = 32
 
-def make_chunks(breaks: Tensor, target: int = 32) -> list[tuple[int, int]]:
+
+def make_chunks(breaks: Tensor, target: int = CHUNK_TOKENS) -> list[tuple[int, int]]:
     """Cut [0, N) into consecutive (start, end) chunks that end at the text's strongest boundaries.
 
     ``breaks[i]`` is how good a place the gap after token i is to end a chunk, a
@@ -156,14 +160,14 @@ class Chunk:
     t0: int  # local token range within the part
     t1: int
     score: float
-    mention: bool = False  # holds a rare term the query names verbatim (module mentions): ranks first
+    mention: int = 0  # holds a rare term the focus names verbatim (module mentions), rarer higher: ranks first
 
     @property
     def n_tokens(self) -> int:
         return self.t1 - self.t0
 
 
-def chunks_of(t: Transcript, scores: Tensor, chunk_tokens: int) -> list[Chunk]:
+def chunks_of(t: Transcript, scores: Tensor, chunk_tokens: int = CHUNK_TOKENS) -> list[Chunk]:
     """The compressible parts cut into structure-following chunks, each scored by its mean.
 
     ``scores`` holds one importance per transcript token, ``(len(t.ids),)``.
@@ -181,23 +185,12 @@ def chunks_of(t: Transcript, scores: Tensor, chunk_tokens: int) -> list[Chunk]:
     return out
 
 
-def kept_spans(t: Transcript, chunks: Sequence[Chunk], budget: int, neighbors: int = 0) -> tuple[KeptSpans, int]:
-    """Char spans to keep per compressible part within ``budget`` draft tokens, and the tokens kept.
-
-    ``neighbors``: spend what is left of the budget on the chunk right after a kept one, best first,
-    up to that many tokens: an answer often sits on the line after the line that matched.
-    """
+def kept_spans(t: Transcript, chunks: Sequence[Chunk], budget: int) -> tuple[KeptSpans, int]:
+    """Char spans to keep per compressible part within ``budget`` draft tokens, and the tokens kept."""
     lengths = torch.tensor([c.n_tokens for c in chunks], dtype=torch.long)
-    # A mention outranks every score: chunk scores are means of attention probabilities, within [0, 1].
-    keep = select_chunks(torch.tensor([c.score + (2.0 if c.mention else 0.0) for c in chunks]), lengths, budget)
-    if neighbors:
-        left = budget - int(lengths[keep].sum())
-        for j in sorted(range(len(chunks) - 1), key=lambda j: -chunks[j].score):
-            nxt = j + 1
-            same = chunks[nxt].part == chunks[j].part
-            if keep[j] and same and not keep[nxt] and lengths[nxt] <= min(left, neighbors):
-                keep[nxt] = True
-                left -= int(lengths[nxt])
+    # A mention outranks every score (chunk scores are means of attention probabilities, within [0, 1]),
+    # and a rarer mention every commoner one.
+    keep = select_chunks(torch.tensor([c.score + 2.0 * c.mention for c in chunks]), lengths, budget)
     kept: KeptSpans = {}
     for c, k in zip(chunks, keep.tolist(), strict=True):
         kept.setdefault(c.part, [])

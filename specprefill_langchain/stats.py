@@ -1,12 +1,14 @@
 """What one compression did and cost (:class:`CompressionStats`), and its result.
 
-Plain dataclasses: printable in a notebook, ``to_dict()`` for the ``specprefill_stats`` callback
-event (so the numbers show in LangSmith traces and ``astream_events``).
+Frozen dataclasses: a stats object is built once, where its numbers are known (``engine`` for a
+compression, ``step`` adds what an agent step decided with :meth:`CompressionStats.for_step`, which
+returns a new object), and never changed afterwards. Printable in a notebook; ``to_dict()`` is the
+payload of the ``specprefill_stats`` callback event (LangSmith traces, ``astream_events``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from .transcript import Transcript
 
 
-@dataclass
+@dataclass(frozen=True)
 class PassCost:
     """What the draft's passes over one transcript cost. Token counts are draft tokens."""
 
@@ -24,7 +26,8 @@ class PassCost:
     passes: int = 0  # forward passes that scored (windows, second hop)
     windows: int = 0  # windows of the history (more than one past the draft's context)
     prefill_s: float = 0.0
-    scoring_s: float = 0.0
+    scoring_s: float = 0.0  # the focus's queries: capture and importance
+    hop_s: float = 0.0  # the second hop: the restated chunks' forward and importance
 
     def add(self, other: PassCost) -> PassCost:
         """The sum of two costs (a new object; neither is changed)."""
@@ -35,10 +38,11 @@ class PassCost:
             self.windows + other.windows,
             self.prefill_s + other.prefill_s,
             self.scoring_s + other.scoring_s,
+            self.hop_s + other.hop_s,
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompressionStats:
     """What one compression did and cost. Token counts are draft tokens unless named ``target_``."""
 
@@ -50,20 +54,27 @@ class CompressionStats:
     target_tokens_out: int | None = None
     target_budget_exceeded: bool = False  # max_target_tokens could not be met (protected text alone is over)
     ratio: float = 1.0  # draft_tokens_out / draft_tokens_in
+    # The draft's passes (a PassCost, flattened so that the event and a notebook read them directly).
     reused_tokens: int = 0  # prefix tokens the draft did not recompute (KV cache hits)
     prefilled_tokens: int = 0
-    windows: int = 0  # windows of the history (more than one when it exceeds the draft's context)
     passes: int = 0  # scoring passes of the draft (windows plus the second hop)
+    windows: int = 0  # windows of the history (more than one when it exceeds the draft's context)
     prefill_s: float = 0.0
     scoring_s: float = 0.0
+    hop_s: float = 0.0
     total_s: float = 0.0
     passthrough: bool = False
     reason: str | None = None  # why the input passed through unchanged
     error: str | None = None  # the draft's failure, when on_error="passthrough"
+    unread: int = 0  # messages sent whole without the draft reading them (too long, invalid text)
     cache_key: str | None = None
+    # What an agent step decided (module ``step``); a plain compression leaves the defaults.
     mode: str = "per_step"  # "stable": messages decided once, reused byte for byte
-    frozen_reused: int = 0  # stable mode: messages whose earlier decided form was reused
-    newly_compressed: int = 0  # stable mode: messages compressed in this call
+    frozen_reused: int = 0  # stable mode: tool results whose earlier decided form was reused
+    newly_compressed: int = 0  # stable mode: tool results compressed in this step
+    decided_whole: int = 0  # stable mode: tool results decided whole for good (unreadable, recall outputs, failures)
+    rescues: int = 0  # stable mode: lines of earlier outputs brought back in this step
+    rescued_chars: int = 0
 
     @property
     def kept_fraction(self) -> float:
@@ -76,14 +87,34 @@ class CompressionStats:
         seen = self.reused_tokens + self.prefilled_tokens
         return self.reused_tokens / seen if seen else 0.0
 
-    def record(self, cost: PassCost) -> None:
-        """Add the cost of the draft's passes."""
-        self.reused_tokens += cost.reused_tokens
-        self.prefilled_tokens += cost.prefilled_tokens
-        self.windows += cost.windows
-        self.passes += cost.passes
-        self.prefill_s += cost.prefill_s
-        self.scoring_s += cost.scoring_s
+    @classmethod
+    def failed(cls, error: BaseException, *, cache_key: str | None, total_s: float = 0.0) -> CompressionStats:
+        """The stats of a compression that failed and passed its input through (``on_error="passthrough"``)."""
+        text = f"{type(error).__name__}: {error}"
+        return cls(passthrough=True, reason="error", error=text, cache_key=cache_key, total_s=total_s)
+
+    def for_step(
+        self,
+        *,
+        mode: str,
+        frozen_reused: int = 0,
+        newly_compressed: int = 0,
+        decided_whole: int = 0,
+        rescues: int = 0,
+        rescued_chars: int = 0,
+        total_s: float | None = None,
+    ) -> CompressionStats:
+        """These stats as one agent step's: a new object with what the step decided (and its whole time)."""
+        return replace(
+            self,
+            mode=mode,
+            frozen_reused=frozen_reused,
+            newly_compressed=newly_compressed,
+            decided_whole=decided_whole,
+            rescues=rescues,
+            rescued_chars=rescued_chars,
+            total_s=self.total_s if total_s is None else total_s,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -92,7 +123,7 @@ class CompressionStats:
         return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class CompressionResult:
     """The compressed messages, the stats, and what was kept (for :meth:`explain`)."""
 

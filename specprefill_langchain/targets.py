@@ -19,25 +19,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-
-def _key(m: BaseMessage) -> str:
-    """Everything a target's counter may read of a message (its ``id`` is not sent to a provider).
-
-    The tool-call ids are part of it: OpenAI-style counters count ``tool_call_id`` and each call's id.
-    """
-    calls = getattr(m, "tool_calls", None) or []
-    parts = [
-        m.type,
-        getattr(m, "role", None),
-        getattr(m, "name", None),
-        getattr(m, "tool_call_id", None),
-        m.content,
-        [[c.get("id"), c["name"], c["args"]] for c in calls],
-    ]
-    try:
-        return json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str)
-    except (TypeError, ValueError):  # keys JSON cannot sort or hold (1 and "a", a tuple): repr is exact too
-        return repr(parts)
+from .chatformat import message_key
 
 
 class TargetCounter:
@@ -94,7 +76,7 @@ class TargetCounter:
         return self._overhead
 
     def message(self, m: BaseMessage) -> int:
-        key = _key(m)
+        key = message_key(m, wire=True)
         with self._lock:
             if key in self._counts:
                 self._counts.move_to_end(key)

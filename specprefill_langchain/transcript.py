@@ -12,6 +12,7 @@ spans tile the text, and keeping everything gives back the original text byte fo
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -21,9 +22,12 @@ from typing import Any
 from langchain_core.messages import BaseMessage, ToolMessage
 
 from .boundaries import token_cuts
-from .chatformat import block_text, chat_format, is_text_block, render_key, render_tool_calls, role_of
-from .config import PolicyConfig, ScoringConfig
-from .policy import is_compressible, latest_human_index
+from .chatformat import block_text, chat_format, is_text_block, message_key, readable, render_tool_calls, role_of
+from .config import PolicyConfig
+from .policy import compressible_mask, latest_human_index
+
+MAX_FOCUS_TOKENS = 384  # the restated focus keeps its last tokens: the request goes last (module focus)
+NO_FOCUS_QUERIES = 32  # no human turn at all: the last tokens of the transcript are the best queries
 
 
 # --------------------------------------------------------------------------- parts
@@ -65,9 +69,11 @@ class _Piece:
 
 # Per tokenizer, the layout of recently seen messages, keyed by what they render to. An agent step
 # adds a few messages to a history it has sent before: only those are tokenized and laid out again,
-# so the per-step work of building a transcript does not grow with the history (docs/design.md, "Incremental layout").
+# so the per-step work of building a transcript does not grow with the history (docs/design.md,
+# "Incremental layout"). Shared by every thread of the process, so it is only touched under its lock.
 _LAYOUTS: weakref.WeakKeyDictionary[Any, OrderedDict[str, tuple[_Piece, ...]]] = weakref.WeakKeyDictionary()
 _LAYOUTS_MAX = 4096
+_LAYOUTS_LOCK = threading.Lock()
 
 
 class Transcript:
@@ -80,35 +86,32 @@ class Transcript:
         policy: PolicyConfig,
         *,
         only: frozenset[int] | None = None,
-        query: str | None = None,
+        focus: str | None = None,
+        unread: frozenset[int] = frozenset(),
     ) -> None:
         """``only``: if given, no message outside these indices is compressible (the policy still
-        applies inside them). ``query``: what the queries ask about, restated at the end (default:
-        the latest human message)."""
+        applies inside them). ``focus``: what the queries ask about, restated at the end (default:
+        the latest human message; module ``focus``). ``unread``: messages the draft does not read
+        (too long): a short protected placeholder stands in for their text, and they stay whole."""
         self.messages = list(messages)
-        self.query = query
+        self.focus = focus
+        self.unread = unread
         self.tokenizer = tokenizer
         self.fmt = chat_format(tokenizer)
         self.latest_human = latest_human_index(self.messages)
         self.ids: list[int] = []
         self.parts: list[Part] = []
         self._message_starts: list[int] = []
+        mask = compressible_mask(self.messages, policy, only)
         for i, m in enumerate(self.messages):
             self._message_starts.append(len(self.ids))
-            compressible = (only is None or i in only) and is_compressible(self.messages, i, policy)
-            for piece in self._layout(m):
+            pieces = self._unread(m) if i in unread else self._layout(m)
+            for piece in pieces:
                 start = len(self.ids)
+                compressible = mask[i] and piece.is_text and i not in unread
+                end = start + len(piece.ids)
                 self.parts.append(
-                    Part(
-                        i,
-                        piece.block,
-                        piece.text,
-                        compressible and piece.is_text,
-                        start,
-                        start + len(piece.ids),
-                        piece.starts,
-                        piece.breaks,
-                    )
+                    Part(i, piece.block, piece.text, compressible, start, end, piece.starts, piece.breaks)
                 )
                 self.ids.extend(piece.ids)
 
@@ -118,28 +121,36 @@ class Transcript:
 
     # ------------------------------------------------------------------ building
     def _encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return list(self.tokenizer(readable(text), add_special_tokens=False)["input_ids"])
 
     def _layout(self, m: BaseMessage) -> tuple[_Piece, ...]:
-        try:
-            cache = _LAYOUTS.setdefault(self.tokenizer, OrderedDict())
-        except TypeError:  # a tokenizer that cannot be weakly referenced: no reuse
-            return self._lay_out(m)
-        key = render_key(m)
-        pieces = cache.get(key)
-        if pieces is None:
-            pieces = cache[key] = self._lay_out(m)
-            while len(cache) > _LAYOUTS_MAX:
-                cache.popitem(last=False)
-        else:
-            cache.move_to_end(key)
+        key = message_key(m)
+        with _LAYOUTS_LOCK:
+            try:
+                cache = _LAYOUTS.setdefault(self.tokenizer, OrderedDict())
+            except TypeError:  # a tokenizer that cannot be weakly referenced: no reuse
+                cache = None
+            pieces = cache.get(key) if cache is not None else None
+            if pieces is not None and cache is not None:
+                cache.move_to_end(key)
+                return pieces
+        pieces = self._lay_out(m)  # outside the lock: tokenizing is the slow part
+        if cache is not None:
+            with _LAYOUTS_LOCK:
+                cache[key] = pieces
+                while len(cache) > _LAYOUTS_MAX:
+                    cache.popitem(last=False)
         return pieces
+
+    def _unread(self, m: BaseMessage) -> tuple[_Piece, ...]:
+        note = f"[{len(m.text):,} characters the draft did not read]"
+        return (self._protected(self.fmt.header(role_of(m)) + note), self._protected(self.fmt.end))
 
     def _protected(self, text: str) -> _Piece:
         return _Piece(-1, text, tuple(self._encode(text)) if text else (), False)
 
     def _text(self, block: int | None, text: str) -> _Piece:
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.tokenizer(readable(text), add_special_tokens=False, return_offsets_mapping=True)
         starts = [int(s) for s, _ in enc["offset_mapping"]]
         ends = [int(e) for _, e in enc["offset_mapping"]]
         # Offsets must be monotone for spans to tile the text; fix the rare tokenizer that is not.
@@ -175,48 +186,44 @@ class Transcript:
     def compressible_tokens(self) -> int:
         return sum(p.n_tokens for p in self.compressible_parts)
 
-    def question(self) -> str | None:
-        """What the queries should be about: the given query, else the latest human message's text."""
-        if self.query is not None:
-            return self.query or None
+    def focus_text(self) -> str | None:
+        """What the queries ask about: the given focus, else the latest human message's text."""
+        if self.focus is not None:
+            return self.focus or None
         if self.latest_human is None:
             return None
         texts = [p.text for p in self.parts if p.message == self.latest_human and p.block != -1]
         return "\n".join(texts) or None
 
-    def restated_tail(self, sc: ScoringConfig) -> list[int]:
-        """The latest human message said again (its last tokens), then the generation prompt."""
+    def restated_tail(self) -> list[int]:
+        """The focus said again as a human turn (its last tokens), then the generation prompt."""
         tail: list[int] = []
-        question = self.question()
-        if question:
-            q_ids = self._encode(question)[-sc.max_question_tokens :]
+        focus = self.focus_text()
+        if focus:
+            q_ids = self._encode(focus)[-MAX_FOCUS_TOKENS:]
             tail = self._encode(self.fmt.header("human")) + q_ids + self._encode(self.fmt.end)
         return tail + self._encode(self.fmt.generation_prompt())
 
-    def scoring_sequence(self, sc: ScoringConfig) -> tuple[list[int], int]:
+    def scoring_sequence(self) -> tuple[list[int], int]:
         """(ids the draft scores, first query position).
 
-        The queries must come *after* what they score (attention is causal), so when the latest
-        human message is not last (an agent loop: tool outputs follow the request) it is restated
-        at the end, then the generation prompt. ``query_start`` is also where the reusable prefix
-        ends: everything before it is cached across steps.
+        The queries must come *after* what they score (attention is causal), so unless the latest
+        human message is last and is the focus (a one-shot prompt), the focus is restated at the
+        end, then the generation prompt. ``query_start`` is also where the reusable prefix ends:
+        everything before it is cached across steps.
         """
-        last_is_question = (
-            self.query is None and self.latest_human is not None and self.latest_human == len(self.messages) - 1
-        )
+        last = len(self.messages) - 1
         gen = self._encode(self.fmt.generation_prompt())
-        if last_is_question:
+        if self.focus is None and self.latest_human is not None and self.latest_human == last:
             ids = self.ids + gen
-            q_begin = min(p.start for p in self.parts if p.message == self.latest_human)
+            q_begin = self.message_start(self.latest_human)
         else:
-            ids = self.ids + self.restated_tail(sc)
+            ids = self.ids + self.restated_tail()
             q_begin = len(self.ids)
-        if isinstance(sc.query_window, int):
-            query_start = len(ids) - sc.query_window
-        elif self.question() is not None:
-            query_start = max(q_begin, len(ids) - sc.max_question_tokens - len(gen) - 8)
+        if self.focus_text() is not None:
+            query_start = max(q_begin, len(ids) - MAX_FOCUS_TOKENS - len(gen) - 8)
         else:
-            query_start = len(ids) - 32  # no human turn at all: the tail is the best we have
+            query_start = len(ids) - NO_FOCUS_QUERIES
         return ids, max(1, min(query_start, len(ids) - 1))
 
     # ------------------------------------------------------------------ rebuild

@@ -16,6 +16,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tools import tool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.prebuilt import ToolNode, tools_condition
@@ -58,10 +59,47 @@ def plan(messages: Sequence[BaseMessage]) -> AIMessage:
     return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{done}", "type": "tool_call"}])
 
 
+@tool
+def run_check(module: str) -> str:
+    """Run the module's smoke checks and report failures with their tracebacks."""
+    import importlib
+    import traceback
+
+    target = importlib.import_module(module)
+    lines = [f"running 3 checks of {module}", "check_decode_object ... ok", "check_decode_array ... ok"]
+    try:
+        target.py_scanstring('"unterminated', 1)  # a real failure: a real traceback
+    except Exception:
+        lines += ["check_unterminated_string ... FAILED", traceback.format_exc()]
+    return "\n".join(lines)
+
+
+LATE_TOOLS = [*TOOLS, run_check]
+
+
+def late_plan(messages: Sequence[BaseMessage]) -> AIMessage:
+    """Read a file, list its folder, run its checks (a failure names one of its functions), answer.
+
+    The function the failure names is in the file read first, and nothing before the check names it:
+    in stable mode it is found only by a rescue (or a recall).
+    """
+    steps = [
+        ("read_file", {"path": "json/decoder.py"}),
+        ("list_dir", {"path": "json"}),
+        ("run_check", {"module": "json.decoder"}),
+    ]
+    done = sum(isinstance(m, ToolMessage) for m in messages)
+    if done >= len(steps):
+        return AIMessage("The unterminated-string check fails in the scanner.")
+    name, args = steps[done]
+    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{done}", "type": "tool_call"}])
+
+
 class PlannedChatModel(BaseChatModel):
     """Follows :func:`plan` and records every message list it was called with."""
 
     received: list[list[BaseMessage]] = Field(default_factory=list)
+    late: bool = False  # follow late_plan (a later step names what an earlier output held)
 
     @property
     def _llm_type(self) -> str:
@@ -74,7 +112,7 @@ class PlannedChatModel(BaseChatModel):
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
     ) -> ChatResult:
         self.received.append(list(messages))
-        return ChatResult(generations=[ChatGeneration(message=plan(messages))])
+        return ChatResult(generations=[ChatGeneration(message=(late_plan if self.late else plan)(messages))])
 
 
 class StatsCollector(BaseCallbackHandler):

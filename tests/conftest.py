@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.pg_fixture import postgres_url  # noqa: F401  (a session fixture: one throwaway PostgreSQL server)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

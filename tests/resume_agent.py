@@ -1,11 +1,13 @@
 """One agent run in its own process, for the resume test (tests/test_stable.py).
 
-    python tests/resume_agent.py DB THREAD STEPS OUT
+    python tests/resume_agent.py DB THREAD STEPS OUT [late]
 
 Runs a `create_agent` loop (scripted model, real stdlib tools, SpecPrefillMiddleware in stable mode
 with the packaged SmolLM2 draft) on the SQLite checkpointer at DB, for at most STEPS model calls of
 thread THREAD (0: to the end), resuming the thread if it exists. Writes what the model was shown to
-OUT as JSON. Each process starts with a new compressor and a cold draft KV cache.
+OUT as JSON. Each process starts with a new compressor and a cold draft KV cache. With ``late``, the loop
+is tests/agents.py's ``late_plan``: its last tool result names a function of the file read first, which
+stable mode brings back by a rescue (at keep 0.1, so that the read drops it).
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from specprefill_langchain import SpecPrefillMiddleware
-from tests.agents import SYSTEM, TOOLS, PlannedChatModel, request
+from tests.agents import LATE_TOOLS, SYSTEM, TOOLS, PlannedChatModel, request
 
 
-def main(db: str, thread: str, steps: int, out: str) -> None:
-    model = PlannedChatModel()
-    middleware = SpecPrefillMiddleware(draft="smollm2-135m", keep_ratio=0.3)
+def main(db: str, thread: str, steps: int, out: str, late: bool = False) -> None:
+    model = PlannedChatModel(late=late)
+    middleware = SpecPrefillMiddleware(draft="smollm2-135m", keep_ratio=0.1 if late else 0.3)
+    tools = LATE_TOOLS if late else TOOLS
     with SqliteSaver.from_conn_string(db) as saver:
         agent = create_agent(
-            model, TOOLS, system_prompt=SYSTEM, middleware=[middleware], checkpointer=saver, interrupt_after=["model"]
+            model, tools, system_prompt=SYSTEM, middleware=[middleware], checkpointer=saver, interrupt_after=["model"]
         )
         cfg = {"configurable": {"thread_id": thread}}
         started = bool(agent.get_state(cfg).values.get("messages"))
@@ -44,4 +47,4 @@ def main(db: str, thread: str, steps: int, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], late=sys.argv[5:] == ["late"])

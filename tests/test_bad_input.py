@@ -84,19 +84,26 @@ def test_only_protected_messages(tiny) -> None:
 
 
 # --------------------------------------------------------------------------- huge input
-def test_ten_megabyte_tool_output_raises(tiny) -> None:
-    """A 10 MB tool output: ``ValueError`` naming max_input_chars and the fix, before any draft work."""
-    msgs = [HumanMessage("q0"), ToolMessage("x" * 10_000_000, tool_call_id="c1"), HumanMessage("q")]
+def test_ten_megabyte_tool_output_is_sent_whole_unread_and_the_rest_compressed(tiny, caplog) -> None:
+    """A 10 MB tool output: sent whole without the draft reading it (a log record names it and why,
+    ``stats.unread`` counts it), and the other messages are compressed as usual."""
+    msgs = [*history()[:4], ToolMessage("x" * 10_000_000, tool_call_id="c2", id="huge"), HumanMessage("q")]
+    with caplog.at_level("WARNING", logger="specprefill_langchain"):
+        result = make(tiny).compress(msgs)
+    assert result.messages[4] is msgs[4] and result.stats.unread == 1
+    assert len(result.messages[3].text) < len(msgs[3].text)  # the readable output was compressed
+    assert any("max_input_chars" in r.getMessage() and "id=huge" in r.getMessage() for r in caplog.records)
+
+
+def test_transcript_over_the_limit_raises_or_passes_through(tiny) -> None:
+    """Many outputs that together exceed max_input_chars: ``ValueError`` naming it and the fix, before any
+    draft work; under ``on_error="passthrough"`` the input back unchanged, a RuntimeWarning, stats.error set."""
+    msgs = [HumanMessage("q0"), *(ToolMessage("y" * 400, tool_call_id=f"c{i}") for i in range(4)), HumanMessage("q")]
     with pytest.raises(ValueError, match="max_input_chars") as info:
-        make(tiny).compress(msgs)
+        make(tiny, max_input_chars=1000).compress(msgs)
     assert "Trim huge tool outputs" in str(info.value)
-
-
-def test_ten_megabyte_tool_output_passthrough(tiny) -> None:
-    """The same under ``on_error="passthrough"``: input back unchanged, a RuntimeWarning, stats.error set."""
-    msgs = [HumanMessage("q0"), ToolMessage("x" * 10_000_000, tool_call_id="c1"), HumanMessage("q")]
     with pytest.warns(RuntimeWarning, match="max_input_chars"):
-        result = make(tiny, on_error="passthrough").compress(msgs)
+        result = make(tiny, on_error="passthrough", max_input_chars=1000).compress(msgs)
     assert result.messages == msgs and result.stats.passthrough
     assert "max_input_chars" in (result.stats.error or "")
 
@@ -198,15 +205,15 @@ def test_tool_call_arguments_with_keys_json_cannot_sort(tiny, nested: dict) -> N
     assert result.stats.error is None and result.messages[2].tool_calls == msgs[2].tool_calls
 
 
-def test_lone_surrogate_is_a_clear_error(tiny) -> None:
-    """Text with a lone surrogate (bytes decoded with ``surrogateescape``): ``ValueError`` naming the
-    message and the fix (decode with ``errors='replace'``), not the tokenizer's bare ``TypeError``;
-    with ``on_error="passthrough"`` the input comes back unchanged with a warning."""
+def test_lone_surrogates_are_read_and_kept_verbatim(tiny) -> None:
+    """Text with lone surrogates (bytes decoded with ``surrogateescape``) never reaches the tokenizer as
+    such: the draft reads U+FFFD in their place, and the kept text is cut from the original, so what
+    is kept holds the original code points (no crash, no message changed but by compression)."""
     msgs = [HumanMessage("q0"), ToolMessage("bad \udcff byte " * 50, tool_call_id="c1"), HumanMessage("q")]
-    with pytest.raises(ValueError, match=r"message 1 \(ToolMessage\).*errors='replace'"):
-        make(tiny).compress(msgs)
-    with pytest.warns(RuntimeWarning, match="not valid Unicode"):
-        assert make(tiny, on_error="passthrough").compress(msgs).messages == msgs
+    result = make(tiny).compress(msgs)
+    assert not result.stats.passthrough and result.stats.error is None
+    kept = result.messages[1].text
+    assert "\udcff" in kept and "\ufffd" not in kept and len(kept) < len(msgs[1].text)
 
 
 # --------------------------------------------------------------------------- construction errors

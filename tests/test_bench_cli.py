@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from specprefill_langchain import CompressorConfig
 from specprefill_langchain.bench import cli
 from specprefill_langchain.bench.report import render
 from specprefill_langchain.bench.runs.depth import shallowest_within
@@ -32,8 +33,11 @@ def test_save_merges_a_section_and_keeps_the_others(tmp_path: Path) -> None:
     assert set(saved) >= {"fidelity", "long_history", "cost", "commands", "plots"}
     assert saved["commands"] == {"long_history": "bench long-history", "cost": "bench cost"}
     assert set(saved["dates"]) == {"long_history", "cost"}  # when each section ran
+    assert set(saved["defaults"]) == {"long_history", "cost"}  # and at which library defaults
+    assert saved["defaults"]["cost"] == CompressorConfig().to_dict()
+    saved["long_history"] = {"config": {"keep_ratio": 0.3}, "retained": 1, "n": 1, "per_task": [{"task": "t"}]}
     text = render(saved, saved["command"])
-    assert f"bench long-history  # {saved['dates']['long_history']}" in text  # each section's command and date
+    assert f"Measured {saved['dates']['long_history']} by `bench long-history`." in text  # under its table
 
 
 def test_note_is_stored_and_shown_under_its_table(tmp_path: Path, monkeypatch) -> None:

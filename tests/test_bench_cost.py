@@ -6,7 +6,7 @@ import pytest
 import torch
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
-from specprefill_langchain.bench.runs import cost, cost_loop
+from specprefill_langchain.bench.runs import cost, cost_loop, cost_metrics
 from specprefill_langchain.bench.runs.cost_target import (
     SHEETS,
     PrefixCachedTarget,
@@ -119,7 +119,8 @@ def _row(task: str, arm: str, ids: list[list[int]], kept: bool = True) -> dict:
     stab = prefix_stability(ids)
     return {"task": task, "kind": "k", "arm": arm, "steps": len(ids), "_ids": ids, "bill": bills,
             "tokens_total": sum(map(len, ids)), "chars_total": 0, "evidence_kept": kept, "draft_s_total": 1.0,
-            "stability_mean": sum(stab) / len(stab), "stability_min": min(stab)}  # fmt: skip
+            "stability_mean": sum(stab) / len(stab), "stability_min": min(stab), "final_chars": len(ids[-1]),
+            "rescued_chars": [0] * len(ids), "recoverable": kept}  # fmt: skip
 
 
 def test_relative_bill_aggregate_and_cumulative() -> None:
@@ -127,15 +128,15 @@ def test_relative_bill_aggregate_and_cumulative() -> None:
     comp = [[1] * 3, [1] * 6, [2] * 9]
     rows = [_row("t0", "full", full), _row("t0", "x", comp, kept=False)]
     rows += [_row("t1", "full", full), _row("t1", "x", comp)]
-    cost._relate(rows)
+    cost_metrics.relate(rows)
     assert rows[1]["tokens_vs_full"] == pytest.approx(18 / 60)
     assert rows[1]["bill_vs_full"]["r0.1_w1.0"] == pytest.approx((3 + 0.3 + 3 + 9) / (10 + 1 + 10 + 2 + 10))
-    agg = cost.aggregate([r for r in rows if r["arm"] == "x"])
+    agg = cost_metrics.aggregate([r for r in rows if r["arm"] == "x"])
     assert agg["n"] == 2 and agg["evidence_kept"] == 1 and agg["evidence_rate"] == 0.5
     assert agg["evidence_ci95"][0] < 0.5 < agg["evidence_ci95"][1]
     assert agg["prefix_stability_min"] == 0.0 and agg["prefix_stability_mean"] == pytest.approx(0.5)
     assert agg["draft_s_per_step"] == pytest.approx(2 / 6)
-    curves = cost.cumulative_bill(rows, "t0")
+    curves = cost_metrics.cumulative_bill(rows, "t0", "r0.1_w1.25")
     assert curves["full"][-1] == pytest.approx(1.0)
     total = 12.5 + (1.0 + 12.5) + (2.0 + 12.5)  # full: append-only, 10 new tokens per step
     assert curves["x"] == pytest.approx([3.75 / total, 7.8 / total, 19.05 / total], abs=1e-4)

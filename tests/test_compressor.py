@@ -213,7 +213,11 @@ def test_config_is_printable_serialisable_and_validated():
     cfg = CompressorConfig(keep_ratio=0.25)
     assert "keep_ratio=0.25" in repr(cfg)
     d = cfg.to_dict()
-    assert d["policy"]["roles"] == ["ai", "human", "tool"] and d["scoring"]["pool_kernel"] == 13
+    assert d["policy"]["roles"] == ["ai", "human", "tool"] and d["scoring"] == {
+        "focus": "step",
+        "depth": 0.65,
+        "hop_chunks": 3,
+    }
     for bad in (0, -1, 1.5, "x", True):
         with pytest.raises(ValueError, match="keep_ratio"):
             CompressorConfig(keep_ratio=bad)

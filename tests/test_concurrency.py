@@ -104,7 +104,7 @@ def test_cache_entry_never_mutated_under_reader(tiny, one_thread) -> None:
     comp.compress(base)
     t = comp.compress(base).transcript
     assert t is not None
-    prefix = t.scoring_sequence(comp.config.scoring)[0][: len(t.ids)]
+    prefix = t.scoring_sequence()[0][: len(t.ids)]
     snap, n = comp.cache.lookup(prefix)
     assert snap is not None and n > 0
     tensors = [x for layer in snap.layers for x in (layer.keys, layer.values)]

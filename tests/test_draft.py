@@ -9,7 +9,7 @@ import threading
 import pytest
 import torch
 
-from specprefill_langchain import DraftModel, PrefixCache, ScoringConfig
+from specprefill_langchain import DraftModel, PrefixCache
 from specprefill_langchain.chatformat import chat_format
 from specprefill_langchain.kvcache import snapshot_of
 from specprefill_langchain.passes import score_pass
@@ -59,18 +59,15 @@ def test_prefill_in_chunks_equals_one_pass(smol):
     assert one.length == chunked.length == 300 and diff < 1e-4
 
 
-def test_lookahead_tokens_never_reach_the_cache(smol):
+def test_query_tokens_never_reach_the_cache(smol):
     ids = _ids(smol, 200) + _tail(smol, "What does scanstring return?")
     store = PrefixCache()
-    sc = ScoringConfig(query_window=1, lookahead=7)
-    imp = score_pass(smol, ids, len(ids) - 1, scoring=sc, store=store)
+    queries = len(_tail(smol, "What does scanstring return?"))
+    imp = score_pass(smol, ids, len(ids) - queries, store=store)
     assert imp.scores.shape == (len(ids),)
     snap, n = store.lookup(ids + [0] * 10)
-    assert n == len(ids) - 1  # only the prefix before the queries; no look-ahead token
-    assert all(layer.keys.shape[-2] == len(ids) - 1 for layer in snap.layers)
-    # Look-ahead changes which queries vote, so scores differ from the window-only pass.
-    plain = score_pass(smol, ids, len(ids) - 1, scoring=ScoringConfig(query_window=1))
-    assert not torch.allclose(plain.scores, imp.scores)
+    assert n == len(ids) - queries  # only the prefix before the queries; the focus tail is thrown away
+    assert all(layer.keys.shape[-2] == len(ids) - queries for layer in snap.layers)
 
 
 def test_query_capture_matches_eager_attention(smol):

@@ -148,3 +148,12 @@ def test_notebook_executes():
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("text/html" in o.get("data", {}) for o in outputs)  # the explain() view rendered
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot
+
+
+@pytest.mark.slow
+def test_postgres_workers_share_one_thread(postgres_url):
+    out = run_example("postgres_workers.py", "--db", postgres_url, timeout=900)
+    steps = re.findall(r"step (\d+) on worker ([AB]): thread holds (\d+) messages", out)
+    assert [w for _, w, _ in steps] == ["A", "B", "A"][: len(steps)] and len(steps) == 3
+    assert [int(n) for *_, n in steps] == [3, 5, 6]  # each worker resumed where the other stopped
+    assert "the thread finished" in out

@@ -162,10 +162,12 @@ async def test_create_agent_middleware_async(tiny):
 
 
 # --------------------------------------------------------------------------- node options and errors
-def test_persist_is_gone_with_a_pointer_to_stable_mode(tiny):
+def test_an_unknown_node_option_fails_at_construction(tiny):
     compressor = SpecPrefillCompressor(draft=tiny, keep_ratio=0.3)
-    with pytest.raises(TypeError, match="stable mode"):
+    with pytest.raises(ValueError, match="persist"):
         SpecPrefillNode(compressor, persist=True)
+    with pytest.raises(ValueError, match="mode='both' is not valid"):
+        SpecPrefillNode(compressor, mode="both")
 
 
 def test_missing_messages_key_is_a_clear_error(tiny):

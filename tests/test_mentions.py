@@ -8,8 +8,8 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 
 from specprefill_langchain import SelectionConfig, SpecPrefillCompressor
 from specprefill_langchain.bench.tasks.agent_loops import make_loop_tasks
+from specprefill_langchain.focus import mention_text
 from specprefill_langchain.mentions import MAX_HITS, MAX_TERMS, key_terms, mark_mentions
-from specprefill_langchain.query import mention_text
 from specprefill_langchain.selection import Chunk, kept_spans
 from specprefill_langchain.transcript import Part
 
@@ -59,7 +59,7 @@ def test_mark_mentions_marks_whole_word_hits_only() -> None:
     t = _T("def loads ( x ) : pass def load ( fp ) : return loads ( fp ) end")
     marked = mark_mentions(t, _chunks(t, 4), ["load"])
     # chunks of 4 words: "def loads ( x" | ") : pass def" | "load ( fp )" | ": return loads (" | "fp ) end"
-    assert [c.mention for c in marked] == [False, False, True, False, False]
+    assert [bool(c.mention) for c in marked] == [False, False, True, False, False]
 
 
 def test_a_common_term_marks_nothing_and_a_phrase_across_an_edge_marks_both_sides() -> None:
@@ -69,12 +69,19 @@ def test_a_common_term_marks_nothing_and_a_phrase_across_an_edge_marks_both_side
     assert not any(c.mention for c in mark_mentions(t, chunks, ["key"]))  # in 10 chunks > MAX_HITS
     assert MAX_HITS < 10
     marked = mark_mentions(t, _chunks(t, 31), ["two words"])  # 30 words of rows, then the phrase
-    assert [c.mention for c in marked] == [True, True]  # "... 'two" | "words' here"
+    assert [c.mention for c in marked] == [2, 2]  # "... 'two" | "words' here": one term in two chunks
+
+
+def test_a_rarer_mention_outranks_a_commoner_one() -> None:
+    t = _T("def helper ( x ) : use helper ; other ( y ) ; z")
+    marked = mark_mentions(t, _chunks(t, 4), ["helper", "def"])
+    # "def helper ( x" | ") : use helper" | "; other ( y" | ") ; z": def in one chunk, helper in two
+    assert [c.mention for c in marked] == [MAX_HITS, MAX_HITS - 1, 0, 0]
 
 
 def test_a_mention_outranks_every_score_within_the_budget() -> None:
     t = _T("a b c d e f g h i j k l")
-    chunks = [Chunk(0, 0, 4, 0.9), Chunk(0, 4, 8, 0.1, mention=True), Chunk(0, 8, 12, 0.5)]
+    chunks = [Chunk(0, 0, 4, 0.9), Chunk(0, 4, 8, 0.1, mention=1), Chunk(0, 8, 12, 0.5)]
     kept, n = kept_spans(t, chunks, budget=8)  # type: ignore[arg-type]
     assert n == 8
     assert kept[0] == [t.parts[0].char_span(0, 4), t.parts[0].char_span(4, 8)]
@@ -87,9 +94,9 @@ def test_mention_text_takes_salient_lines_of_scored_results_in_step_mode_only() 
         AIMessage("", tool_calls=[{"name": "tail_log", "args": {}, "id": "c0"}]),
         ToolMessage(log, tool_call_id="c0"),
     ]
-    text = mention_text(msgs, "step", "the query")
-    assert ".qzx" in key_terms(text) and text.endswith("the query")  # the newest lines first, the query last
-    assert mention_text(msgs, "request", "the query") == "the query"
+    text = mention_text(msgs, "step", "the focus")
+    assert ".qzx" in key_terms(text) and text.endswith("the focus")  # the newest lines first, the focus last
+    assert mention_text(msgs, "request", "the focus") == "the focus"
 
 
 @pytest.mark.real

@@ -47,7 +47,13 @@ class _Handler:
 
 # --------------------------------------------------------------------------- import guard
 def test_import_without_langchain_says_how_to_install(monkeypatch):
+    import importlib.metadata
+
+    def no_langchain(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
     monkeypatch.setitem(sys.modules, "langchain.agents.middleware", None)  # as if langchain were missing
+    monkeypatch.setattr(importlib.metadata, "version", no_langchain)
     monkeypatch.delitem(sys.modules, "specprefill_langchain.middleware")
     with pytest.raises(ImportError, match=r'pip install "specprefill-langchain\[agents\]"'):
         importlib.import_module("specprefill_langchain.middleware")
@@ -154,18 +160,19 @@ def test_stable_update_rides_with_the_response_and_keeps_an_inner_command(tiny):
     from langchain.agents.middleware import ExtendedModelResponse
     from langgraph.types import Command
 
-    from specprefill_langchain import FROZEN_KEY
-    from specprefill_langchain.schedule import StableStep
+    from specprefill_langchain import FROZEN_KEY, CompressionStats
+    from specprefill_langchain.step import StepOutput
 
     mw = SpecPrefillMiddleware(draft=tiny)
-    step = StableStep(messages=[], updates={"t1": {"digest": "d", "content": "short"}}, result=None)
-    plain = mw._stable_result(_request([]), step, AIMessage("ok"))
+    step = StepOutput(messages=[], update={"t1": {"digest": "d", "content": "short"}}, stats=CompressionStats())
+    plain = mw._result(step, AIMessage("ok"))
     assert isinstance(plain, ExtendedModelResponse) and plain.model_response.result[0].text == "ok"
-    assert plain.command.update == {FROZEN_KEY: step.updates}
+    assert plain.command.update == {FROZEN_KEY: step.update}
     inner = ExtendedModelResponse(
-        model_response=ModelResponse(result=[AIMessage("ok")]), command=Command(update={"n": 1})
+        model_response=ModelResponse(result=[AIMessage("ok")]), command=Command(update={"n": 1}, goto="tools")
     )
-    both = mw._stable_result(_request([]), step, inner)
-    assert both.command.update == {"n": 1, FROZEN_KEY: step.updates}  # the inner middleware's update survives
-    nothing = StableStep(messages=[], updates={}, result=None)
-    assert mw._stable_result(_request([]), nothing, inner) is inner  # nothing decided: the response as it was
+    both = mw._result(step, inner)
+    assert both.command.update == {"n": 1, FROZEN_KEY: step.update}  # the inner middleware's update survives
+    assert both.command.goto == "tools"  # and so does the rest of its command
+    nothing = StepOutput(messages=[], update=None, stats=CompressionStats())
+    assert mw._result(nothing, inner) is inner  # nothing decided: the response as it was

@@ -36,7 +36,7 @@ def _two_hop_transcript():
 
 
 def _scores(smol, hop_chunks: int, store: PrefixCache | None = None):
-    cfg = CompressorConfig(scoring=ScoringConfig(hop_chunks=hop_chunks, query="request"))
+    cfg = CompressorConfig(scoring=ScoringConfig(hop_chunks=hop_chunks, focus="request"))
     t = Transcript(_two_hop_transcript(), smol.tokenizer, cfg.policy)
     scores, cost = token_scores(t, smol, store, cfg, None)
     return t, scores, cost
@@ -60,7 +60,7 @@ def test_second_hop_only_adds_and_does_not_count_the_prefix_twice(smol) -> None:
     # The second pass re-reads the cached prefix; the stats count the transcript once.
     assert stats2.prefilled_tokens + stats2.reused_tokens == stats1.prefilled_tokens + stats1.reused_tokens
     # And the store holds the history prefix only (never the restated chunks after the question).
-    ids, query_start = t.scoring_sequence(ScoringConfig())
+    ids, query_start = t.scoring_sequence()
     snap, reused = store.lookup(ids, croppable=True)
     assert snap is not None and reused == query_start
 

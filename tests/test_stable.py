@@ -29,7 +29,16 @@ from specprefill_langchain import (
     pre_model_hook,
 )
 from specprefill_langchain.recall import original_output
-from specprefill_langchain.schedule import apply_frozen, digest, draft_window, plan, ref_of
+from specprefill_langchain.schedule import (
+    apply_frozen,
+    decided_form,
+    digest,
+    draft_window,
+    merge_frozen,
+    plan,
+    ref_of,
+    stale_refs,
+)
 from tests.agents import SYSTEM, TOOLS, PlannedChatModel, StatsCollector, check_history, node_graph, request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,29 +54,67 @@ def _loop(n_results: int, size: int = 2000) -> list[BaseMessage]:
 
 
 # --------------------------------------------------------------------------- the schedule (no model)
+def _plan(msgs, frozen=None, cfg=None, **kw):
+    return plan(msgs, frozen or {}, cfg or StableConfig(), PolicyConfig(), keep_ratio=0.3, **kw)
+
+
 def test_results_are_decided_on_arrival_by_default() -> None:
     msgs = _loop(3)
-    p = plan(msgs, {}, StableConfig(), PolicyConfig())
-    assert p.candidates == [7] and p.whole == []  # the new result; the older ones were read whole already
+    p = _plan(msgs)
+    assert p.candidates == (7,) and p.whole == ()  # the new result; the older ones were read whole already
     # (compressing those would break the target's cache for less than min_saving_chars)
-    p = plan(msgs, {}, StableConfig(min_saving_chars=0), PolicyConfig())
-    assert p.candidates == [3, 5, 7]  # every tool result; never human or AI text
+    p = _plan(msgs, cfg=StableConfig(min_saving_chars=0))
+    assert p.candidates == (3, 5, 7)  # every tool result; never human or AI text
     frozen = {ref_of(msgs[i]): {"digest": digest(msgs[i]), "content": "short"} for i in (3, 5)}
-    p = plan(msgs, frozen, StableConfig(), PolicyConfig())
-    assert p.candidates == [7]  # decided ones are never decided again
+    p = _plan(msgs, frozen)
+    assert p.candidates == (7,) and p.decided == {3, 5}  # decided ones are never decided again
     assert p.view[3].content == "short" and p.view[7].content == msgs[7].content
 
 
 def test_keep_recent_waits_and_min_saving_batches_cache_breaks() -> None:
     msgs = _loop(4)
     cfg = StableConfig(keep_recent=2, min_saving_chars=0)
-    assert plan(msgs, {}, cfg, PolicyConfig()).candidates == [3, 5]  # two newer results exist for each
+    assert _plan(msgs, cfg=cfg).candidates == (3, 5)  # two newer results exist for each
     # Both were already read whole by the target: compressing them breaks its cache, so only together
     # and only for a saving of at least min_saving_chars.
-    assert plan(msgs, {}, StableConfig(keep_recent=2, min_saving_chars=10**6), PolicyConfig()).candidates == []
-    assert plan(msgs, {}, StableConfig(trigger_chars=10**6), PolicyConfig()).candidates == []
-    short = plan(_loop(2, size=100), {}, StableConfig(), PolicyConfig())
-    assert short.candidates == [] and short.whole == [3, 5]  # too short to be worth the draft
+    assert _plan(msgs, cfg=StableConfig(keep_recent=2, min_saving_chars=10**6)).candidates == ()
+    assert _plan(msgs, cfg=StableConfig(trigger_chars=10**6)).candidates == ()
+    short = _plan(_loop(2, size=100))
+    assert short.candidates == () and short.whole == ()  # too short for the draft: no frozen form needed
+
+
+def test_results_never_to_compress_are_decided_whole_once() -> None:
+    msgs = _loop(2)
+    p = _plan(msgs, keep_whole=lambda m: m.tool_call_id == "c1")
+    assert p.candidates == () and p.whole == (5,)  # decided whole now: no later step tries it again
+
+
+def test_the_reducer_adds_replaces_and_forgets() -> None:
+    left = {"a": {"digest": "1"}, "b": {"digest": "2"}}
+    merged = merge_frozen(left, {"b": {"digest": "3"}, "c": {"digest": "4"}, "a": None})
+    assert merged == {"b": {"digest": "3"}, "c": {"digest": "4"}}
+    assert left == {"a": {"digest": "1"}, "b": {"digest": "2"}}  # neither input is changed
+    assert merge_frozen(None, None) == {}
+
+
+def test_entries_of_messages_gone_from_the_thread_are_stale() -> None:
+    msgs = _loop(2)
+    frozen = {ref_of(m): {"digest": digest(m), "content": "x"} for m in msgs if isinstance(m, ToolMessage)}
+    assert stale_refs(frozen, msgs) == []
+    assert stale_refs(frozen, [*msgs[:3], *msgs[5:]]) == [ref_of(msgs[3])]  # summarized away
+
+
+def test_rescued_text_follows_the_content_and_survives_a_later_decision() -> None:
+    msgs = _loop(1)
+    m = msgs[3]
+    pending = {ref_of(m): {"digest": digest(m), "rescue": "\n[rescued]"}}
+    view, decided = apply_frozen(msgs, pending)
+    assert view[3].content == m.content + "\n[rescued]" and decided == set()  # not decided yet
+    later = decided_form(m, "short", pending[ref_of(m)])
+    assert later == {"digest": digest(m), "content": "short", "rescue": "\n[rescued]"}
+    blocks = m.model_copy(update={"content": [{"type": "text", "text": "a"}]})
+    entry = {"digest": digest(blocks), "content": None, "rescue": "\n[r]"}
+    assert apply_frozen([blocks], {ref_of(blocks): entry})[0][0].content[-1] == {"type": "text", "text": "\n[r]"}
 
 
 def test_a_changed_original_is_decided_again() -> None:
@@ -83,11 +130,19 @@ def test_draft_window_moves_in_jumps_and_keeps_the_candidates() -> None:
     starts = []
     for n in range(10, len(msgs) + 1):
         window = draft_window(msgs[:n], [n - 1], 12000)
-        assert window[0] == 0 and window[-1] == n - 1
-        assert sum(len(msgs[i].text) for i in window[1:]) <= 12000 + len(msgs[n - 1].text)
-        starts.append(window[1])
+        assert window[:2] == [0, 1] and window[-1] == n - 1  # the head (system, request), then the new result
+        assert sum(len(msgs[i].text) for i in window[2:]) <= 12000 + len(msgs[n - 1].text)
+        starts.append(window[2])
     changes = sum(a != b for a, b in itertools.pairwise(starts))
     assert changes <= len(starts) // 3  # the prefix the draft caches survives most steps
+
+
+def test_without_context_the_draft_reads_the_head_and_the_new_messages_only() -> None:
+    msgs = _loop(6)
+    n = len(msgs)
+    assert draft_window(msgs, [n - 1], 0) == [0, 1, n - 2, n - 1]  # head, the call, its result
+    assert draft_window(msgs, [3, n - 1], 0) == list(range(n))  # from the first candidate's call on
+    assert draft_window(msgs[1:], [n - 2], 0) == [0, n - 3, n - 2]  # no system prompt: the request is the head
 
 
 # --------------------------------------------------------------------------- agent loops
@@ -184,8 +239,8 @@ def test_recall_tool_returns_the_original(smol):
 
 
 # --------------------------------------------------------------------------- resume in another process
-def _run(db: Path, thread: str, steps: int, out: Path) -> list[Any]:
-    cmd = [sys.executable, str(ROOT / "tests" / "resume_agent.py"), str(db), thread, str(steps), str(out)]
+def _run(db: Path, thread: str, steps: int, out: Path, *extra: str) -> list[Any]:
+    cmd = [sys.executable, str(ROOT / "tests" / "resume_agent.py"), str(db), thread, str(steps), str(out), *extra]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.read_text())
@@ -201,3 +256,16 @@ def test_a_thread_resumed_in_a_new_process_sends_the_same_bytes(smol, tmp_path):
     assert len(whole) == 4 and len(first) == 2 and len(rest) == 2
     assert first + rest == whole  # byte-identical model inputs, call by call
     assert any(" … " in str(m[1]) for m in whole[-1])  # and they were compressed
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_thread_resumed_in_a_new_process_rescues_the_same_lines(smol, tmp_path):
+    """The late loop: the step that rescues runs in a new process (cold draft) and sends the same bytes."""
+    db = tmp_path / "late.sqlite"
+    whole = _run(db, "uninterrupted", 0, tmp_path / "a.json", "late")
+    first = _run(db, "resumed", 2, tmp_path / "b.json", "late")
+    rest = _run(db, "resumed", 0, tmp_path / "c.json", "late")
+    assert first + rest == whole  # byte-identical model inputs, call by call, the rescue included
+    last = json.dumps(whole[-1])
+    assert "[from read_file call_0 (json/decoder.py)" in last and "def py_scanstring" in last

@@ -17,7 +17,7 @@ from pydantic import Field
 from transcripts import NEEDLE, agent_transcript, pydoc_page
 
 from specprefill_langchain import CompressorConfig, SpecPrefillCompressor
-from specprefill_langchain.engine import compress
+from specprefill_langchain.engine import Call, compress
 from specprefill_langchain.targets import TargetCounter
 
 pytestmark = pytest.mark.real
@@ -151,7 +151,7 @@ def test_target_extra_is_counted_and_takes_budget(smol, target, transcript) -> N
     full = true_count(target, transcript)
     budget = int(0.4 * full) + extra_tokens
     cfg = CompressorConfig(keep_ratio=0.5, max_target_tokens=budget)
-    r = compress(transcript, smol, cfg, target=TargetCounter(target), target_extra=extra)
+    r = compress(transcript, smol, cfg, target=TargetCounter(target), call=Call(target_extra=extra))
     assert r.stats.target_tokens_in == true_count(target, [*extra, *transcript]) == full + extra_tokens
     assert r.stats.target_tokens_out == true_count(target, [*extra, *r.messages]) <= budget
     assert r.stats.target_tokens_out > budget - 0.15 * full

@@ -7,10 +7,11 @@ import copy
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from transcripts import agent_transcript
 
-from specprefill_langchain import PolicyConfig, ScoringConfig
+from specprefill_langchain import PolicyConfig
 from specprefill_langchain.boundaries import Cut
 from specprefill_langchain.chatformat import chat_format
-from specprefill_langchain.transcript import Transcript, is_compressible
+from specprefill_langchain.policy import compressible_mask
+from specprefill_langchain.transcript import Transcript
 
 
 def test_ids_of_step_n_are_a_prefix_of_step_n_plus_1(smol):
@@ -30,11 +31,11 @@ def test_chatml_rendering_matches_the_models_template(smol):
 def test_default_policy():
     msgs = agent_transcript(500)
     p = PolicyConfig()
-    flags = [is_compressible(msgs, i, p) for i in range(len(msgs))]
+    flags = compressible_mask(msgs, p)
     # system, request (older human), ai-1, tool, ai, tool, ai (text), tool, final question
     assert flags == [False, True, True, True, True, True, True, True, False]
     only_tools = PolicyConfig(roles={"tool"})
-    assert [is_compressible(msgs, i, only_tools) for i in range(len(msgs))] == [
+    assert compressible_mask(msgs, only_tools) == [
         False,
         False,
         False,
@@ -46,10 +47,11 @@ def test_default_policy():
         False,
     ]
     skip = PolicyConfig(roles={"tool"}, skip_tools={"pydoc"})
-    assert not is_compressible(msgs, 5, skip) and is_compressible(msgs, 3, skip)
-    assert not is_compressible(msgs, 7, PolicyConfig(protect_last=2))
-    assert is_compressible(msgs, 7, PolicyConfig(tools={"http_get_json"}))
-    assert not is_compressible(msgs, 3, PolicyConfig(tools={"http_get_json"}))
+    assert not compressible_mask(msgs, skip)[5] and compressible_mask(msgs, skip)[3]
+    assert not compressible_mask(msgs, PolicyConfig(protect_last=2))[7]
+    listed = compressible_mask(msgs, PolicyConfig(tools={"http_get_json"}))
+    assert listed[7] and not listed[3]
+    assert compressible_mask(msgs, p, only={3, 5}) == [i in (3, 5) for i in range(len(msgs))]
 
 
 def test_spans_tile_the_text_and_breaks_never_split_characters(smol):
@@ -104,15 +106,33 @@ def test_rebuild_keeps_structure_and_never_mutates(smol):
     assert out[0] is msgs[0] and out[-1] is msgs[-1]
 
 
-def test_scoring_sequence_restates_the_question_when_tools_follow(smol):
+def test_scoring_sequence_restates_the_request_when_tools_follow(smol):
     msgs = agent_transcript(800)
     t = Transcript(msgs, smol.tokenizer, PolicyConfig())
-    ids, qs = t.scoring_sequence(ScoringConfig())
+    ids, qs = t.scoring_sequence()
     assert ids[: len(t.ids)] == t.ids and qs >= min(p.start for p in t.parts if p.message == 8)
-    agent_step = msgs[:-1]  # the question is earlier; the last message is a tool output
+    agent_step = msgs[:-1]  # the request is earlier; the last message is a tool output
     t2 = Transcript(agent_step, smol.tokenizer, PolicyConfig())
-    ids2, qs2 = t2.scoring_sequence(ScoringConfig())
+    ids2, qs2 = t2.scoring_sequence()
     assert qs2 == len(t2.ids)
     assert "deployment key" in smol.tokenizer.decode(ids2[qs2:])
-    ids3, qs3 = t2.scoring_sequence(ScoringConfig(query_window=8))
-    assert len(ids3) - qs3 == 8
+    t3 = Transcript(agent_step, smol.tokenizer, PolicyConfig(), focus="read_file path=x.py")
+    ids3, qs3 = t3.scoring_sequence()
+    assert qs3 == len(t3.ids) and smol.tokenizer.decode(ids3[qs3:]).count("read_file path=x.py") == 1
+
+
+def test_unread_messages_stand_as_a_placeholder_and_stay_whole(smol):
+    msgs = agent_transcript(800)
+    t = Transcript(msgs, smol.tokenizer, PolicyConfig(), unread=frozenset({3}))
+    parts = [p for p in t.parts if p.message == 3]
+    assert not any(p.compressible for p in parts)
+    assert "characters the draft did not read" in smol.tokenizer.decode(t.ids[parts[0].start : parts[-1].end])
+    assert t.rebuild({}, " … ")[3] is msgs[3]
+
+
+def test_lone_surrogates_are_read_as_replacement_characters(smol):
+    text = "data \udcff\udcfe end\n" * 40
+    msgs = [HumanMessage("q0"), ToolMessage(text, tool_call_id="c"), HumanMessage("q")]
+    t = Transcript(msgs, smol.tokenizer, PolicyConfig())
+    part = next(p for p in t.parts if p.compressible and p.message == 1)
+    assert part.text == text and len(part.starts) == part.n_tokens  # offsets still index the original

@@ -21,6 +21,7 @@ from specprefill_langchain.bench.runs import (
     cost,
     depth,
     fidelity,
+    fleet,
     kv_reuse,
     latency,
     long_history,
@@ -115,9 +116,8 @@ def cmd_report(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
         msg = f"{source} does not exist: run `python -m specprefill_langchain.bench all` first (it writes it)."
         raise SystemExit(msg)
     results = json.loads(source.read_text())
-    command = str(results.get("command") or "python -m specprefill_langchain.bench all")
-    report = write_report(results, args.report, command)
-    readme = bool(args.readme) and update_readme(results, args.readme, command)
+    report = write_report(results, args.report)
+    readme = bool(args.readme) and update_readme(results, args.readme)
     return 0, {"report": str(report), "readme_updated": readme}
 
 
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("cost", cmd_cost, "agent-loop cost under prompt caches: tokens, prefix stability, bill", cost.add_args),
         ("depth", cmd_depth, "evidence retention and draft cost vs the layers the draft runs", depth.add_args),
         ("long-history", cmd_long_history, "per-step mode past the draft's context: windows", long_history.add_args),
+        ("fleet", fleet.command, "workers behind one PostgreSQL checkpointer: same bytes on resume", fleet.add_args),
     ]
     for name, command, help_text, add in commands:
         p = sub.add_parser(name, parents=[common], help=help_text)
@@ -172,13 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def save_section(path: Path, key: str, result: dict[str, Any], command: str) -> None:
-    """Store ``result`` under ``key`` in the results file (other sections stay), with its command."""
-    results = json.loads(path.read_text()) if path.is_file() else {}
-    results[key] = result
-    results.setdefault("commands", {})[key] = command
+    """Store ``result`` under ``key`` in the results file (other sections stay), stamped with its provenance."""
+    from specprefill_langchain.bench.provenance import stamp
     from specprefill_langchain.bench.report import machine  # lazy: it imports torch
 
-    results.setdefault("dates", {})[key] = machine()["date"]
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results[key] = result
+    stamp(results, key, command, machine()["date"])
     if result.get("plots"):
         results["plots"] = sorted({*results.get("plots", []), *result["plots"]})
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")

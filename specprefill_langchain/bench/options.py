@@ -14,6 +14,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+# The models the runs use unless told otherwise (signatures and CLI defaults alike).
+DRAFT = "smollm2-135m"
+TARGET = "qwen2.5-coder-0.5b"
+
 
 def add(p: argparse.ArgumentParser, prefix: str, name: str, **kwargs: Any) -> None:
     """Add ``--{prefix}{name}``; ``prefix`` is ``""`` for a benchmark's own subcommand."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from specprefill_langchain.bench.intervals import format_rate, successes
+from specprefill_langchain.bench.provenance import provenance
 from specprefill_langchain.bench.sections import cost_section, depth_section, long_history_section, merged_depth, note
 from specprefill_langchain.bench.sections import table as _table
 
@@ -122,42 +123,44 @@ def _latency(res: dict[str, Any]) -> list[str]:
 
 
 def _agent(res: dict[str, Any]) -> list[str]:
-    total = res["sum_over_steps"]
-    head = ["aggregate", "full TTFT s", "compressed s (reuse)", "compressed s (no reuse)", "speed-up reuse", "no reuse"]
-    rows = [
-        ["last step", res["full_ttft_s"], res["compressed_ttft_s_with_reuse"],
-         res["compressed_ttft_s_without_reuse"], res["speedup_with_reuse"], res["speedup_without_reuse"]],
-        ["sum over steps", total["full_ttft_s"], total["compressed_ttft_s_with_reuse"],
-         total["compressed_ttft_s_without_reuse"], total["speedup_with_reuse"], total["speedup_without_reuse"]],
-    ]  # fmt: skip
-    steps = [
-        [r["step"], r["history_draft_tokens"], r["target_tokens_full"], r["target_tokens_compressed"],
-         r["full_ttft_s"], r["draft_s_with_reuse"], r["draft_s_without_reuse"], r["reused_tokens"],
-         r["target_ttft_compressed_s"]]
-        for r in res["per_step"]
+    eff = res["efficiency"]
+    parts = res["draft_parts_s"]
+    head = ["draft s", "prefill s", "scoring s", "hop s", "target cached s (full loop)",
+            "draft / target cached step", "last step", "summed TTFT full s", "summed TTFT stable s"]  # fmt: skip
+    row = [res["draft_s"], parts["prefill"], parts["scoring"], parts["hop"], res["target_cached_full_s"],
+           res["draft_vs_target_cached_step"], res["draft_vs_target_cached_step_last"],
+           res["summed_ttft_full_s"], res["summed_ttft_stable_s"]]  # fmt: skip
+    eff_head = ["part", "GFLOP", "GFLOP/s", "matmul ceiling GFLOP/s", "share of ceiling"]
+    eff_rows = [
+        ["draft prefill", eff["draft_prefill_gflops"], eff["draft_prefill_gflop_s"],
+         eff["draft_matmul_ceiling_gflop_s"], eff["draft_prefill_share_of_ceiling"]],
+        ["target cached prefill", eff["target_cached_gflops"], eff["target_cached_gflop_s"],
+         eff["target_matmul_ceiling_gflop_s"], eff["target_share_of_ceiling"]],
     ]  # fmt: skip
     intro = (
-        f"{res['steps']} steps up to {res['history_tokens']} draft tokens, keep {res['keep_ratio']}, draft "
-        f"{res['draft']} ({res['dtype']}, hop_chunks {res.get('hop_chunks', 3)}), target {res['target']} "
-        f"({res['target_dtype']}); peak RSS of the process {res['peak_rss_mb']} MB (under `bench all` it "
-        f"includes every model loaded before). KV reuse saves {res['reuse_saving_fraction']:.0%} of the compressed "
-        "step's time at the last step."
-        + (
-            f" The draft's step costs {res['draft_s_per_1k_new']} s per 1,000 new tokens at the last step."
-            if "draft_s_per_1k_new" in res
-            else ""
-        )
-        + note(res)
+        f"One `create_agent` loop ({res['task']}, {res['steps']} tool steps of ~{res['output_chars']} characters, "
+        f"a scripted model driving the tool calls), uncompressed and at the shipping defaults (keep "
+        f"{res['keep_ratio']}, draft {res['draft']} {res['dtype']}). The baseline is the target "
+        f"{res['target']} ({res['target_dtype']}) *with* its own prefix cache: each step of the uncompressed "
+        f"loop prefills only the tokens it adds. Sums over the {res['steps_with_draft']} steps that ran the "
+        f"draft; TTFT summed over every model call. Peak RSS {res['peak_rss_mb']} MB, {res['torch_threads']} "
+        "torch threads." + note(res)
     )
-    step_head = ["step", "draft tok", "target tok full", "target tok compr.", "full TTFT s", "draft s reuse",
-                 "draft s no reuse", "reused tok", "target TTFT compr. s"]  # fmt: skip
-    return ["## Agent step: time to first token", "", intro, "", *_table(head, rows), "",
-            *_table(step_head, steps), ""]  # fmt: skip
+    steps = [
+        [r["step"], r["draft_new_tokens"], r["draft_s"], r["draft_prefill_s"], r["draft_scoring_s"], r["draft_hop_s"],
+         r["target_new_tokens_full"], r["target_cached_full_s"], r["target_new_tokens_stable"],
+         r["target_cached_stable_s"]]
+        for r in res["per_step"]
+    ]  # fmt: skip
+    step_head = ["step", "draft new tok", "draft s", "prefill s", "scoring s", "hop s", "target new tok full",
+                 "target cached s full", "target new tok stable", "target cached s stable"]  # fmt: skip
+    return ["## Agent step: the draft's step against the target's cached step", "", intro, "",
+            *_table(head, [row]), "", *_table(eff_head, eff_rows), "", *_table(step_head, steps), ""]  # fmt: skip
 
 
 def _agent_short(res: dict[str, Any]) -> list[str]:
-    # Title, intro and the aggregate table (last step, sum over steps); per-step rows stay in RESULTS.md.
-    return [*_agent(res)[:8], ""]
+    # Title, intro and the two summary tables; the per-step rows stay in RESULTS.md.
+    return [*_agent(res)[:12], ""]
 
 
 def _kv(res: dict[str, Any]) -> list[str]:
@@ -172,13 +175,12 @@ def _kv(res: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any], command: str, base: Path | None = None, *, short: bool = False) -> str:
     """The Markdown report; ``short`` is the README's version (no per-step table, smaller headings)."""
     lines = [] if short else ["# Benchmark results", ""]
-    lines += ["Generated by `specprefill_langchain.bench all`. Command:", "", f"```\n{command}\n```", ""]
-    extra = results.get("commands") or {}
-    if extra:  # sections stored by a single benchmark's --save, each with its own command
-        dates = results.get("dates") or {}
-        run = [f"{c}  # {dates[k]}" if k in dates else c for k, c in extra.items()]
-        lines += ["Sections run on their own (each with the date it ran):", "", "```", *run, "```", ""]
-        lines += ["Every other section comes from the `bench all` run above, on the date of the Machine line.", ""]
+    lines += [
+        "Generated from `docs/results.json` by `specprefill bench report`. Under each section: the command",
+        "that measured it and its date; every section was measured at the library's defaults of that date",
+        "(tests/test_readme_figures.py checks they are today's).",
+        "",
+    ]
     m = results.get("machine") or machine()
     lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
     depth, depth_merged = merged_depth(results)  # depth runs of the same tasks share one table
@@ -205,7 +207,8 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         if isinstance(res, dict) and "error" in res:
             lines += [f"## {key}", "", f"failed: {res['error']}", ""]
         elif isinstance(res, dict):
-            lines += fn(res)
+            part = fn(res)
+            lines += [*part[:2], provenance(results, key), "", *part[2:]] if part else []
     plots = results.get("plots") or []
     lines += (
         ["## Plots", "", *(f"![{Path(p).stem}]({os.path.relpath(p, base or Path.cwd())})" for p in plots), ""]
@@ -217,10 +220,15 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
     return "\n".join(lines)
 
 
-def write_report(results: dict[str, Any], path: str | Path, command: str) -> Path:
+def report_text(results: dict[str, Any], base: Path) -> str:
+    """The exact text of ``docs/RESULTS.md`` for ``results`` (links relative to ``base``)."""
+    return render(results, str(results.get("command") or ""), base)
+
+
+def write_report(results: dict[str, Any], path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, command, out.parent))
+    out.write_text(report_text(results, out.parent))
     return out
 
 
@@ -228,7 +236,14 @@ README_START = "<!-- bench-results:start -->"
 README_END = "<!-- bench-results:end -->"
 
 
-def update_readme(results: dict[str, Any], readme: str | Path, command: str) -> bool:
+def readme_block(results: dict[str, Any], base: Path) -> str:
+    """The exact text between the README's two markers (what :func:`update_readme` writes)."""
+    note = "<!-- written by `bench all` / `bench report`; edit the benchmark, not this block -->"
+    command = str(results.get("command") or "python -m specprefill_langchain.bench all")
+    return f"\n{note}\n\n{render(results, command, base, short=True)}\n"
+
+
+def update_readme(results: dict[str, Any], readme: str | Path) -> bool:
     """Replace the README's results block (between the two markers); False when it has none."""
     path = Path(readme)
     if not path.is_file():
@@ -237,7 +252,5 @@ def update_readme(results: dict[str, Any], readme: str | Path, command: str) -> 
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         return False
-    block = render(results, command, path.parent, short=True)
-    note = "<!-- written by `bench all` / `bench report`; edit the benchmark, not this block -->"
-    path.write_text(f"{text[: start + len(README_START)]}\n{note}\n\n{block}\n{text[end:]}")
+    path.write_text(f"{text[: start + len(README_START)]}{readme_block(results, path.parent)}{text[end:]}")
     return True

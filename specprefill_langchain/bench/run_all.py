@@ -42,7 +42,7 @@ QUICK = {
     "latency_tokens": 600,
     "latency_n": 1,
     "agent_steps": 2,
-    "agent_history": 800,
+    "agent_output_chars": 1000,
     "kv_history": 300,
     "kv_append": 64,
     "kv_repeats": 1,
@@ -78,47 +78,62 @@ def _safe(name: str, fn: Any) -> dict[str, Any]:
 
 
 def run_all(args: argparse.Namespace, argv_text: str) -> tuple[int, dict[str, Any]]:
+    from specprefill_langchain.bench.provenance import stamp
     from specprefill_langchain.bench.report import machine, update_readme, write_report
 
     if args.quick:
         for key, value in QUICK.items():
             setattr(args, key, value)
-    out: dict[str, Any] = {"machine": machine(), "command": argv_text, "quick": args.quick}
+    # Sections saved by single benchmarks (cost, depth, ...) stay; the ones run here are replaced.
+    known = Path(args.out) if args.out else None
+    out: dict[str, Any] = json.loads(known.read_text()) if known and known.is_file() and not args.quick else {}
+    out |= {"machine": machine(), "command": argv_text, "quick": args.quick}
     tasks = fidelity.tasks_of(args)
-    skip = set(args.skip)
-
-    if "fidelity" not in skip:
-        out["fidelity"] = _safe("fidelity", lambda: fidelity.run_args(args, tasks))
-        if args.peer_methods:
-            subset = spread(tasks, args.peer_tasks)
-            names = ["ours", "random", *args.peer_methods]
-            out["fidelity_peers"] = _safe(
-                "fidelity peers", lambda: fidelity.run_args(args, subset, names, keep_ratios=[args.peer_keep])
-            )
-        if args.extra_drafts:
-            out["fidelity_drafts"] = _safe(
-                "fidelity drafts",
-                lambda: fidelity.run_args(args, tasks, ["ours"], args.extra_drafts, keep_ratios=[args.peer_keep]),
-            )
-    if "accuracy" not in skip:
-        out["accuracy"] = _safe("accuracy", lambda: accuracy.run_args(args, "accuracy-"))
-    if "latency" not in skip:
-        out["latency"] = _safe("latency", lambda: latency.run_args(args, "latency-"))
-    if "agent_step" not in skip:
-        out["agent_step"] = _safe("agent-step", lambda: agent_step.run_args(args, "agent-"))
-    if "kv_reuse" not in skip:
-        out["kv_reuse"] = _safe("kv-reuse", lambda: kv_reuse.run_args(args, "kv-"))
-    out["plots"] = [str(p) for p in _plots(out, args.plots)] if args.plots else []
+    fresh = _run_benches(args, tasks, set(args.skip))
+    out |= fresh
+    if not args.quick:
+        for key in fresh:
+            stamp(out, key, argv_text, out["machine"]["date"])
+    new_plots = [str(p) for p in _plots(out, args.plots)] if args.plots else []
+    out["plots"] = sorted({*out.get("plots", []), *new_plots})
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     if args.report:
-        write_report(out, args.report, argv_text)
+        write_report(out, args.report)
     if args.readme and not args.quick:  # tiny-size figures never replace the README's
-        update_readme(out, args.readme, argv_text)
+        update_readme(out, args.readme)
     failed = [k for k in BENCHES if isinstance(out.get(k), dict) and "error" in out[k]]
     out["failed"] = failed
     return (1 if failed else 0), out
+
+
+def _run_benches(args: argparse.Namespace, tasks: Any, skip: set[str]) -> dict[str, Any]:
+    """Every benchmark of ``bench all`` not in ``skip``: section name -> its result (or its error)."""
+    fresh: dict[str, Any] = {}
+    if "fidelity" not in skip:
+        fresh["fidelity"] = _safe("fidelity", lambda: fidelity.run_args(args, tasks))
+        if args.peer_methods:
+            subset = spread(tasks, args.peer_tasks)
+            names = ["ours", "random", *args.peer_methods]
+            fresh["fidelity_peers"] = _safe(
+                "fidelity peers", lambda: fidelity.run_args(args, subset, names, keep_ratios=[args.peer_keep])
+            )
+        if args.extra_drafts:
+            fresh["fidelity_drafts"] = _safe(
+                "fidelity drafts",
+                lambda: fidelity.run_args(args, tasks, ["ours"], args.extra_drafts, keep_ratios=[args.peer_keep]),
+            )
+    runs = {
+        "accuracy": lambda: accuracy.run_args(args, "accuracy-"),
+        "latency": lambda: latency.run_args(args, "latency-"),
+        "agent_step": lambda: agent_step.run_args(args, "agent-"),
+        "kv_reuse": lambda: kv_reuse.run_args(args, "kv-"),
+    }
+    for key, run in runs.items():
+        if key not in skip:
+            fresh[key] = _safe(key, run)
+    return fresh
 
 
 def _plots(out: dict[str, Any], plot_dir: str) -> list[Path]:

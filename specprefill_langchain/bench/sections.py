@@ -23,6 +23,11 @@ def note(res: dict[str, Any]) -> str:
     return f" Note: {res['note']}." if res.get("note") else ""
 
 
+def section(res: dict[str, Any], title: str, intro: str, head: list[str], rows: list[list[Any]]) -> list[str]:
+    """A report section: the title, the intro with the run's :func:`note`, and the table."""
+    return [f"## {title}", "", intro + note(res), "", *table(head, rows), ""]
+
+
 def merged_depth(results: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """The ``depth`` section with every ``depth_*`` section (a depth run on its own) that measured the
     same tasks the same way (every config key but ``depths`` equal), and the names merged in.
@@ -83,10 +88,9 @@ def depth_section(
         + ", ".join(f"{d}: {v if v is not None else '– (no depth 1.0 in this run)'}" for d, v in chosen.items())
         + "."
         + (f" Settings: hop_chunks={hop}." if (hop := (res.get("config") or {}).get("hop_chunks")) is not None else "")
-        + note(res)
     )
     head = ["draft", "depth", "layers", *(f"keep {k} [95 % CI] (n)" for k in keeps), *(["run (date)"] if dates else [])]
-    return [f"## {title}", "", intro, "", *table(head, body), ""]
+    return section(res, title, intro, head, body)
 
 
 def long_history_section(res: dict[str, Any]) -> list[str]:
@@ -97,49 +101,64 @@ def long_history_section(res: dict[str, Any]) -> list[str]:
     intro = (
         f"Per-step mode on transcripts of ~{cfg.get('tokens')} tokens (past the draft's context: scored in "
         f"windows), keep {cfg.get('keep_ratio')}. Evidence kept: {format_rate(int(res['retained']), int(res['n']))}. "
-        "Next step: one more tool output and a new question; the earlier windows come from the KV cache." + note(res)
+        "Next step: one more tool output and a new question; the earlier windows come from the KV cache."
     )
     keys = ["task", "draft_tokens", "windows", "retained", "cold_s", "next_step_new_tokens",
             "next_step_reused_tokens", "next_step_prefilled_tokens", "next_step_s"]  # fmt: skip
-    return ["## Long histories", "", intro, "", *table(keys, [[r.get(k) for k in keys] for r in rows]), ""]
+    return section(res, "Long histories", intro, keys, [[r.get(k) for k in keys] for r in rows])
+
+
+def _rate_of(value: Any) -> str:
+    """A ``{k, n}`` rate of the cost section as ``0.917 [0.74, 0.98] (n=24)``, or – where not measured."""
+    return format_rate(int(value["k"]), int(value["n"])) if isinstance(value, dict) and value.get("n") else "–"
 
 
 def _cost_rows(res: dict[str, Any]) -> list[list[Any]]:
     ttft = (res.get("ttft") or {}).get("arms") or {}
     rows = []
     for arm, a in res["arms"].items():
-        bill = a["bill_vs_full"]
+        bill, timed = a["bill_vs_full"], ttft.get(arm) or {}
         rows.append([
-            arm, a["tokens_vs_full"], f"{a['prefix_stability_mean']:.3f} ({a['prefix_stability_min']:.3f})",
+            arm, a["tokens_vs_full"], a.get("kept_share"),
+            f"{a['prefix_stability_mean']:.3f} ({a['prefix_stability_min']:.3f})",
             bill.get("r0.1_w1.25"), bill.get("r0.1_w1.0"), format_rate(int(a["evidence_kept"]), int(a["n"])),
-            a["draft_s_per_step"], (ttft.get(arm) or {}).get("summed_ttft_s"),
+            _rate_of(a.get("recoverable")), _rate_of(a.get("accuracy")), a.get("rescued_chars_per_step"),
+            a["draft_s_per_step"], timed.get("summed_ttft_s"), timed.get("ttft_vs_full"),
         ])  # fmt: skip
     return rows
 
 
-def cost_section(
-    res: dict[str, Any], *, short: bool = False, title: str = "Agent loops under prompt caches"
-) -> list[str]:
-    cfg, arms = res.get("config") or {}, res.get("arms") or {}
-    if not arms:
-        return []
+def _cost_intro(cfg: dict[str, Any]) -> str:
     ce = cfg.get("context_editing") or {}
-    intro = (
+    return (
         f"{cfg.get('n_tasks')} agent loops ({', '.join(cfg.get('kinds') or [])}) of {cfg.get('steps')} tool steps "
-        f"(~{cfg.get('output_chars', 3000)} characters of real text each) through a `create_agent` graph, keep "
+        f"(~{cfg.get('output_chars', 3000)} characters of real text each) through a `create_agent` graph whose "
+        "tool calls a scripted chat model makes (the tool outputs and the agent graph are real), keep "
         f"{cfg.get('keep_ratio')}, draft {cfg.get('draft')} ({cfg.get('draft_dtype')}). Tokens are the "
         f"{cfg.get('target_tokenizer')} chat template's (system prompt, tool schemas, messages), summed over the "
         "model calls. Prefix stability: per step, the longest common prefix with the previous step's input over "
         "that input's length (mean over steps and loops; minimum in brackets). Bill: per step read x cached + "
         "write x (tokens - cached), cached = that common prefix, over the uncompressed loop's bill (Anthropic-like "
         "read 0.1 / write 1.25, OpenAI-like read 0.1 / write 1.0). Evidence: every evidence string verbatim in "
-        f"the last model input, with its 95 % Wilson interval. Context editing: LangChain's ClearToolUsesEdit("
-        f"trigger={ce.get('trigger_tokens')}, keep={ce.get('keep')})."
+        "the last model input, with its 95 % Wilson interval; recoverable: kept, or the output that held it "
+        "carries the recall note (its original is in the state). Accuracy: the local target answers the loop's "
+        "question from each arm's last input (where measured). Kept share: the last input's characters over the "
+        "full loop's. Rescued: characters brought back per step. TTFT: the draft's seconds plus the local "
+        "target's prefill with its own prefix cache, summed over the loop, and over the full loop's. Context "
+        f"editing: LangChain's ClearToolUsesEdit(trigger={ce.get('trigger_tokens')}, keep={ce.get('keep')})."
     )
-    head = ["arm", "tokens vs full", "prefix stability mean (min)", "bill vs full r0.1/w1.25", "bill vs full r0.1/w1.0",
-            "evidence kept [95 % CI] (n)", "draft s/step", "summed TTFT s"]  # fmt: skip
-    intro += note(res)
-    out = [f"## {title}", "", intro, "", *table(head, _cost_rows(res)), ""]
+
+
+def cost_section(
+    res: dict[str, Any], *, short: bool = False, title: str = "Agent loops under prompt caches"
+) -> list[str]:
+    arms = res.get("arms") or {}
+    if not arms:
+        return []
+    head = ["arm", "tokens vs full", "kept share", "prefix stability mean (min)", "bill vs full r0.1/w1.25",
+            "bill vs full r0.1/w1.0", "evidence kept [95 % CI] (n)", "recoverable", "accuracy", "rescued chars/step",
+            "draft s/step", "summed TTFT s", "TTFT vs full"]  # fmt: skip
+    out = section(res, title, _cost_intro(res.get("config") or {}), head, _cost_rows(res))
     ttft = res.get("ttft") or {}
     ref = (ttft.get("arms") or {}).get("full[no target cache]")
     if ref:
@@ -152,4 +171,8 @@ def cost_section(
     kinds = res.get("per_kind") or {}
     body = [[arm, *(format_rate(int(kinds[k][arm]["evidence_kept"]), int(kinds[k][arm]["n"])) for k in kinds)]
             for arm in arms]  # fmt: skip
-    return [*out, "Evidence kept at the final step, per kind:", "", *table(["arm", *kinds], body), ""]
+    out += ["Evidence kept at the final step, per kind:", "", *table(["arm", *kinds], body), ""]
+    if short:
+        return out
+    rows = [[k, *row[:-2]] for k in kinds for row in _cost_rows({"arms": kinds[k]})]
+    return [*out, "Every metric per kind and arm:", "", *table(["kind", *head[:-2]], rows), ""]

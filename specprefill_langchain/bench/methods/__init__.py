@@ -12,17 +12,9 @@ from typing import Any
 from specprefill_langchain.bench.methods.ours import OursMethod
 from specprefill_langchain.bench.methods.peers import FullPrompt, KeepLast, KeepLastTokens, Method, RandomChunks
 
-__all__ = [
-    "METHODS",
-    "SETUP_ERRORS",
-    "FullPrompt",
-    "KeepLast",
-    "KeepLastTokens",
-    "Method",
-    "OursMethod",
-    "RandomChunks",
-    "build_methods",
-]
+# The method classes; the bench package re-exports them.
+CLASSES = ("FullPrompt", "KeepLast", "KeepLastTokens", "Method", "OursMethod", "RandomChunks")
+__all__ = ["CLASSES", "METHODS", "SETUP_ERRORS", *CLASSES, "build_methods"]
 
 METHODS = ("ours", "full", "keep-last", "keep-last-tokens", "random", "llmlingua", "longllmlingua")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from specprefill_langchain.bench import options
@@ -93,12 +94,60 @@ def _compress_all(
     return prompts, drafts, skipped
 
 
+@dataclass
+class _Answers:
+    """One target's answers, per arm (``full`` and each compressed one)."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # the arm's :func:`arm_row`
+    correct: dict[str, list[bool]] = field(default_factory=dict)  # per task
+    replies: dict[str, list[str]] = field(default_factory=dict)  # per task
+
+
+def _answer_all(
+    chat: Any, target: str, tasks: list[Task], prompts: dict[str, list[list[Any]]], drafts: dict, keep_ratio: float
+) -> _Answers:
+    """The target's replies to every arm's prompts, in order, each arm logged as it ends."""
+    ans = _Answers()
+    for name, batch in prompts.items():
+        ans.replies[name] = [chat.invoke(msgs).text for msgs in batch]
+        ans.correct[name] = [is_correct(t, r) for t, r in zip(tasks, ans.replies[name], strict=True)]
+        keep = None if name == "full" else keep_ratio
+        ans.rows[name] = arm_row(target, name, drafts.get(name), keep, ans.correct[name])
+        _log(f"{target} {name}: {sum(ans.correct[name])}/{len(tasks)}")
+    return ans
+
+
+def _comparison(
+    target: str, name: str, tasks: list[Task], ans: _Answers, draft: str | None, keep_ratio: float
+) -> dict[str, Any]:
+    """One compressed arm against the full prompt on ``target``, with the per-task outcomes."""
+    full, arm = ans.rows["full"], ans.rows[name]
+    return {
+        "target": target,
+        "method": name,
+        "draft": draft,
+        "keep_ratio": keep_ratio,
+        "n": len(tasks),
+        "correct_full": full["correct"],
+        "correct": arm["correct"],
+        "accuracy_full": full["accuracy"],
+        "accuracy_compressed": arm["accuracy"],
+        "ci95_full": full["ci95"],
+        "ci95": arm["ci95"],
+        "ratio": round(arm["accuracy"] / full["accuracy"], 4) if full["accuracy"] else None,
+        "per_task": [
+            {"task": t.id, "answer": t.answer, "full": f, "compressed": c, "reply": r[:120]}
+            for t, f, c, r in zip(tasks, ans.correct["full"], ans.correct[name], ans.replies[name], strict=True)
+        ],
+    }
+
+
 def run_accuracy(
     tasks: list[Task],
     targets: list[str],
     methods: list[str],
     keep_ratio: float = 0.3,
-    draft: str = "smollm2-135m",
+    draft: str = options.DRAFT,
     target_dtype: str = "auto",
     max_new_tokens: int = MAX_NEW_TOKENS,
     seed: int = 0,
@@ -120,39 +169,9 @@ def run_accuracy(
             continue
         chat = LocalChatModel(model=target, dtype=target_dtype, max_new_tokens=max_new_tokens)  # type: ignore[arg-type]
         prompts = {"full": [list(t.messages) for t in tasks], **compressed}
-        correct: dict[str, list[bool]] = {}
-        replies: dict[str, list[str]] = {}
-        rows: dict[str, dict[str, Any]] = {}
-        for name, batch in prompts.items():
-            replies[name] = [chat.invoke(msgs).text for msgs in batch]
-            correct[name] = [is_correct(t, r) for t, r in zip(tasks, replies[name], strict=True)]
-            keep = None if name == "full" else keep_ratio
-            rows[name] = arm_row(target, name, drafts.get(name), keep, correct[name])
-            _log(f"{target} {name}: {sum(correct[name])}/{len(tasks)}")
-        arms.extend(rows.values())
-        full = rows["full"]
-        for name in compressed:
-            arm = rows[name]
-            results.append(
-                {
-                    "target": target,
-                    "method": name,
-                    "draft": drafts.get(name),
-                    "keep_ratio": keep_ratio,
-                    "n": len(tasks),
-                    "correct_full": full["correct"],
-                    "correct": arm["correct"],
-                    "accuracy_full": full["accuracy"],
-                    "accuracy_compressed": arm["accuracy"],
-                    "ci95_full": full["ci95"],
-                    "ci95": arm["ci95"],
-                    "ratio": round(arm["accuracy"] / full["accuracy"], 4) if full["accuracy"] else None,
-                    "per_task": [
-                        {"task": t.id, "answer": t.answer, "full": f, "compressed": c, "reply": r[:120]}
-                        for t, f, c, r in zip(tasks, correct["full"], correct[name], replies[name], strict=True)
-                    ],
-                }
-            )
+        ans = _answer_all(chat, target, tasks, prompts, drafts, keep_ratio)
+        arms.extend(ans.rows.values())
+        results += [_comparison(target, name, tasks, ans, drafts.get(name), keep_ratio) for name in compressed]
     return {
         "keep_ratio": keep_ratio,
         "target_dtype": target_dtype,
@@ -167,7 +186,7 @@ def run_accuracy(
 
 def add_args(p: argparse.ArgumentParser, prefix: str = "", own_tasks: bool = True) -> None:
     """Options; ``own_tasks=False`` when the caller supplies the tasks (only their count is an option)."""
-    options.add(p, prefix, "targets", type=options.csv, default=["qwen2.5-coder-0.5b", "gemma3-270m"])
+    options.add(p, prefix, "targets", type=options.csv, default=[options.TARGET, "gemma3-270m"])
     options.add(
         p,
         prefix,
@@ -177,7 +196,7 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "", own_tasks: bool = Tru
         help="compressed arms besides the full prompt: ours, keep-last-tokens, random, ...",
     )
     options.add(p, prefix, "keep", type=options.ratio, default=0.3, help="keep ratio of every compressed arm")
-    options.add(p, prefix, "draft", default="smollm2-135m")
+    options.add(p, prefix, "draft", default=options.DRAFT)
     options.add(p, prefix, "target-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     options.add(p, prefix, "tasks", type=int, default=DEFAULT_TASKS, help="tasks per arm, spread over the kinds")
     if own_tasks:

@@ -1,41 +1,41 @@
-"""Agent-step benchmark: time to first token of a growing agent transcript, full vs compressed.
+"""``bench agent-step``: the draft's stable step against the target's cached step over the same new tokens.
 
-    python -m specprefill_langchain.bench agent-step --steps 6 --history 6000 --keep-ratio 0.3 --json
+    python -m specprefill_langchain.bench agent-step --json
 
-Step ``k`` of the loop sends the system prompt, the human request (which holds the question) and the
-first ``k`` tool rounds (one ``AIMessage`` tool call + its ``ToolMessage`` each; real files, pydoc
-pages, greps and JSON from :mod:`..tasks.rounds`, with a needle in one of them). Per step it measures:
+The baseline a user really has is a target that caches its prompt prefix: each step of an uncompressed
+agent loop prefills only the tokens that step adds. One scripted ``create_agent`` loop (``bench cost``'s,
+real tool outputs) runs twice, uncompressed (``full``) and through ``SpecPrefillMiddleware`` at the
+shipping defaults (``stable``); per step it measures
 
-* ``full_ttft_s``: the target's prefill of the whole chat-templated prompt, i.e. one forward pass
-  with ``logits_to_keep=1``. On CPU that *is* the time to first token (choosing the token is free).
-* ``draft_s_with_reuse``: one compressor, one ``cache_key`` for the thread, steps in order, so the
-  draft prefills only the round the previous step did not see.
-* ``draft_s_without_reuse``: a second compressor over the same loaded draft whose cache is cleared
-  before every step, so the draft prefills the whole history each time.
-* ``target_ttft_compressed_s``: the target's prefill of the compressed prompt.
+* the draft's stable step (from its ``specprefill_stats`` events), split: prefill, the focus's scoring,
+  the second hop;
+* the target's cached prefill of the step's new tokens, for the full loop and for the stable loop (the
+  previous step's KV cache cropped to the common prefix, as vLLM / llama.cpp reuse one);
+* ``draft_vs_target_cached_step``: the draft's seconds over the full loop's cached target seconds,
+  summed over the steps that ran the draft (and at the last step);
+* each part's achieved GFLOP/s (FLOPs from the models' shapes) against a plain matmul of the model's
+  own shapes on this CPU (:mod:`.flops`).
 
-Compressed TTFT = draft seconds + target TTFT on the compressed prompt. The target never reuses a KV
-cache here (in either arm), which is how a stateless chat API bills and computes every step.
+Time to first token per step: full = the target's cached prefill; stable = the draft's step + the
+target's cached prefill of the (shorter) stable input.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import random
 import resource
 import sys
-import time
 from typing import Any
 
 import torch
-from langchain_core.messages import BaseMessage
 
 from specprefill_langchain.bench import options
-from specprefill_langchain.bench.tasks import real_tasks
-from specprefill_langchain.bench.tasks.rounds import Round, build_messages, filler_rounds
+from specprefill_langchain.bench.runs import cost_loop
+from specprefill_langchain.bench.runs.cost_target import PrefixCachedTarget, encode, render
+from specprefill_langchain.bench.runs.flops import matmul_ceiling, rate, shapes_of
+from specprefill_langchain.bench.tasks.agent_loops import ALL_KINDS, make_loop_tasks
 
-CHARS_PER_TOKEN = 4  # first guess only; the history is re-sized once with the draft's real count
+ARMS = ("full", "stable")  # the uncompressed loop and the shipping defaults
 
 
 def _log(msg: str) -> None:
@@ -47,208 +47,156 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _rounds(steps: int, chars: int, seed: int) -> tuple[str, list[Round]]:
-    """The request (with the question) and ``steps`` rounds of about ``chars`` characters in all."""
-    rng = random.Random(f"agent-step:{seed}")
-    # The needle's host round gets about one step's share of the history, like every other round.
-    parts = real_tasks.needle(rng, 2 * chars // steps, rng.uniform(0.2, 0.8))
-    own = list(parts.rounds)[:steps]
-    left = max(200 * steps, chars - sum(len(r.output) for r in own))
-    fill = filler_rounds(steps - len(own), left, rng, parts.avoid_files) if steps > len(own) else []
-    # The evidence sits in the first half of the loop, so later steps must carry it a long way.
-    at = rng.randrange(max(1, steps // 2))
-    rounds = fill[:at] + own + fill[at:]
-    return f"{parts.request}\n\n{parts.question}", rounds
-
-
-def build_history(steps: int, history_tokens: int, seed: int, count: Any) -> list[BaseMessage]:
-    """The final transcript (step ``steps``); ``count(messages)`` gives its size in draft tokens."""
-    if steps < 1:
-        msg = f"steps must be at least 1, got {steps}"
-        raise ValueError(msg)
-    chars = history_tokens * CHARS_PER_TOKEN
-    msgs: list[BaseMessage] = []
-    for _ in range(2):  # one correction: code and JSON run at ~3-4 chars per token, prose at ~4-5
-        request, rounds = _rounds(steps, chars, seed)
-        msgs = build_messages(f"agent-{seed}", random.Random(seed), request, rounds, "")[:-1]
-        chars = int(chars * history_tokens / max(1, count(msgs)))
-    return msgs
-
-
-def step_messages(history: list[BaseMessage], step: int) -> list[BaseMessage]:
-    """System + request + the first ``step`` rounds: a prefix of the next step's messages."""
-    return history[: 2 + 2 * step]
-
-
-class Target:
-    """The local target's prefill, timed: the exact ids ``LocalChatModel`` would feed to ``generate``."""
-
-    def __init__(self, name: str, dtype: str) -> None:
-        from specprefill_langchain.bench.target import LocalChatModel, load_model
-
-        self.chat = LocalChatModel(model=name, dtype=dtype)  # type: ignore[arg-type]
-        self.loaded = load_model(name, dtype)
-
-    def ids(self, messages: list[BaseMessage]) -> torch.Tensor:
-        text = self.chat.render_prompt(messages)
-        return self.loaded.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-
-    def ttft(self, messages: list[BaseMessage]) -> tuple[float, int]:
-        """(seconds to the first token's logits, prompt tokens)."""
-        ids = self.ids(messages)
-        with self.loaded.lock, torch.inference_mode():
-            start = time.perf_counter()
-            logits = self.loaded.model(input_ids=ids, logits_to_keep=1, use_cache=True).logits
-            int(logits[0, -1].argmax())  # the first token itself; forces the lazy work to finish
-            seconds = time.perf_counter() - start
-        del logits
-        gc.collect()  # the prompt's KV cache is garbage now; free it before the next timing
-        return seconds, int(ids.shape[1])
-
-
-def run_agent_step(
-    steps: int = 6,
-    history: int = 6000,
-    keep_ratio: float = 0.3,
-    draft: str = "smollm2-135m",
-    target: str = "qwen2.5-coder-0.5b",
-    dtype: str = "auto",
-    target_dtype: str = "auto",
-    seed: int = 0,
-    hop_chunks: int | None = None,
-) -> dict[str, Any]:
-    from specprefill_langchain import ScoringConfig, SpecPrefillCompressor
-
-    # None: the library's default scoring (what a user gets); an int overrides the second hop only.
-    scoring = ScoringConfig() if hop_chunks is None else ScoringConfig(hop_chunks=hop_chunks)
-
-    _log(f"loading target {target} ({target_dtype}) and draft {draft} ({dtype})")
-    tgt = Target(target, target_dtype)
-    kw: dict[str, Any] = {"keep_ratio": keep_ratio, "dtype": dtype, "on_error": "raise", "scoring": scoring}
-    reuse = SpecPrefillCompressor(draft=draft, **kw)
-    cold = SpecPrefillCompressor(draft=reuse.draft, **kw)
-    tok = reuse.draft.tokenizer
-
-    def count(msgs: list[BaseMessage]) -> int:
-        return sum(len(tok(m.text, add_special_tokens=False)["input_ids"]) + 4 for m in msgs)
-
-    full_history = build_history(steps, history, seed, count)
-    # Warm-up: first calls pay one-off allocation and kernel selection that no later step pays.
-    tgt.ttft(step_messages(full_history, 0))
-    reuse.compress(step_messages(full_history, 1))
-    reuse.cache.clear()
-
-    per_step: list[dict[str, Any]] = []
-    for step in range(1, steps + 1):
-        msgs = step_messages(full_history, step)
-        full_s, full_tokens = tgt.ttft(msgs)
-        start = time.perf_counter()
-        warm = reuse.compress(msgs, cache_key="agent-thread")
-        warm_s = time.perf_counter() - start
-        cold.cache.clear()
-        start = time.perf_counter()
-        fresh = cold.compress(msgs, cache_key="agent-thread")
-        cold_s = time.perf_counter() - start
-        comp_s, comp_tokens = tgt.ttft(list(warm.messages))
-        row = {
-            "step": step,
-            "history_draft_tokens": warm.stats.draft_tokens_in,
-            "compressed_draft_tokens": warm.stats.draft_tokens_out,
-            "target_tokens_full": full_tokens,
-            "target_tokens_compressed": comp_tokens,
-            "full_ttft_s": round(full_s, 4),
-            "draft_s_with_reuse": round(warm_s, 4),
-            "draft_s_without_reuse": round(cold_s, 4),
-            "draft_prefill_s_with_reuse": round(warm.stats.prefill_s, 4),
-            "draft_scoring_s_with_reuse": round(warm.stats.scoring_s, 4),
-            "draft_prefill_s_without_reuse": round(fresh.stats.prefill_s, 4),
-            "reused_tokens": warm.stats.reused_tokens,
-            "prefilled_tokens_with_reuse": warm.stats.prefilled_tokens,
-            "prefilled_tokens_without_reuse": fresh.stats.prefilled_tokens,
-            "target_ttft_compressed_s": round(comp_s, 4),
-            "compressed_ttft_s_with_reuse": round(warm_s + comp_s, 4),
-            "compressed_ttft_s_without_reuse": round(cold_s + comp_s, 4),
-            # In float32 both arms keep the same text (reuse is exact to ~1e-7). In bfloat16 the
-            # matmuls round differently when the prefix was prefilled in other chunk sizes (step by
-            # step vs 512 at once), and a chunk scored within rounding of the budget cut can swap.
-            "same_output": [m.content for m in warm.messages] == [m.content for m in fresh.messages],
-            "passthrough": warm.stats.passthrough,
-        }
-        per_step.append(row)
-        _log(
-            f"step {step}: {row['history_draft_tokens']} draft tok, full {full_s:.2f}s, "
-            f"compressed {warm_s + comp_s:.2f}s (reuse) / {cold_s + comp_s:.2f}s (no reuse)"
-        )
-    from specprefill_langchain.draft import resolve_dtype
-
-    # The dtypes that ran ("auto" resolved), so a reader knows which arithmetic the times are for.
-    summary = _summary(
-        per_step, steps, history, keep_ratio, draft, target, resolve_dtype(dtype), resolve_dtype(target_dtype)
+def _draft_parts(events: list[dict[str, Any]]) -> dict[str, float]:
+    """A step's draft work from its stats events (a step may compress several results at once)."""
+    keys = (
+        "total_s",
+        "prefill_s",
+        "scoring_s",
+        "hop_s",
+        "prefilled_tokens",
+        "reused_tokens",
+        "draft_tokens_in",
+        "passes",
     )
-    return {**summary, "hop_chunks": scoring.hop_chunks}
+    return {k: float(sum(e.get(k) or 0 for e in events)) for k in keys}
 
 
-def _totals(rows: list[dict[str, Any]]) -> dict[str, float]:
-    full = sum(r["full_ttft_s"] for r in rows)
-    warm = sum(r["compressed_ttft_s_with_reuse"] for r in rows)
-    cold = sum(r["compressed_ttft_s_without_reuse"] for r in rows)
+def per_step_rows(stats: list[list[dict[str, Any]]], full_t: list[dict], stable_t: list[dict]) -> list[dict[str, Any]]:
+    """One row per model call: the draft's parts and the target's cached prefills of both loops."""
+    rows = []
+    for k, (events, f, s) in enumerate(zip(stats, full_t, stable_t, strict=True)):
+        d = _draft_parts(events)
+        rows.append(
+            {
+                "step": k,
+                "draft_s": round(d["total_s"], 4),
+                "draft_prefill_s": round(d["prefill_s"], 4),
+                "draft_scoring_s": round(d["scoring_s"], 4),
+                "draft_hop_s": round(d["hop_s"], 4),
+                "draft_passes": int(d["passes"]),
+                "draft_new_tokens": int(d["prefilled_tokens"]),
+                "draft_reused_tokens": int(d["reused_tokens"]),
+                "draft_context_tokens": int(d["draft_tokens_in"]),
+                "target_new_tokens_full": f["forwarded"],
+                "target_cached_full_s": round(f["target_s"], 4),
+                "target_new_tokens_stable": s["forwarded"],
+                "target_cached_stable_s": round(s["target_s"], 4),
+                "ttft_full_s": round(f["target_s"], 4),
+                "ttft_stable_s": round(d["total_s"] + s["target_s"], 4),
+                "target_tokens_full": f["tokens"],
+                "target_tokens_stable": s["tokens"],
+            }
+        )
+    return rows
+
+
+def efficiency(rows: list[dict[str, Any]], draft: Any, target: Any) -> dict[str, Any]:
+    """Achieved GFLOP/s of the draft's prefill and the target's cached prefill, and each ceiling."""
+    ds, ts = shapes_of(draft.model, draft.depth_of(_depth())), shapes_of(target.model)
+    ran = [r for r in rows if r["draft_passes"] > 0]
+    d_flops = sum(ds.forward(r["draft_new_tokens"], r["draft_context_tokens"] - r["draft_new_tokens"]) for r in ran)
+    t_flops = sum(ts.forward(r["target_new_tokens_full"], r["target_tokens_full"] - r["target_new_tokens_full"])
+                  for r in ran)  # fmt: skip
+    d_ceiling, t_ceiling = matmul_ceiling(ds), matmul_ceiling(ts)
+    d_rate = rate(d_flops, sum(r["draft_prefill_s"] for r in ran))
+    t_rate = rate(t_flops, sum(r["target_cached_full_s"] for r in ran))
     return {
-        "full_ttft_s": round(full, 4),
-        "compressed_ttft_s_with_reuse": round(warm, 4),
-        "compressed_ttft_s_without_reuse": round(cold, 4),
-        "speedup_with_reuse": round(full / warm, 3),
-        "speedup_without_reuse": round(full / cold, 3),
+        "draft_prefill_gflops": round(d_flops / 1e9, 2),
+        "draft_prefill_gflop_s": d_rate,
+        "draft_matmul_ceiling_gflop_s": round(d_ceiling, 2),
+        "draft_prefill_share_of_ceiling": round(d_rate / d_ceiling, 3) if d_rate else None,
+        "target_cached_gflops": round(t_flops / 1e9, 2),
+        "target_cached_gflop_s": t_rate,
+        "target_matmul_ceiling_gflop_s": round(t_ceiling, 2),
+        "target_share_of_ceiling": round(t_rate / t_ceiling, 3) if t_rate else None,
+        "flop_ratio_draft_prefill_vs_target": round(d_flops / t_flops, 4) if t_flops else None,
     }
 
 
-def _summary(
-    per_step: list[dict[str, Any]],
-    steps: int,
-    history: int,
-    keep_ratio: float,
-    draft: str,
-    target: str,
-    dtype: str,
-    target_dtype: str,
-) -> dict[str, Any]:
-    last = _totals(per_step[-1:])
-    final = per_step[-1]
-    new = max(1, final["prefilled_tokens_with_reuse"])
+def _depth() -> float:
+    from specprefill_langchain import ScoringConfig
+
+    return ScoringConfig().depth
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sums over the steps that ran the draft; the ratio the issue tracks, and the loop's TTFT."""
+    ran = [r for r in rows if r["draft_passes"] > 0]
+    draft = sum(r["draft_s"] for r in ran)
+    target = sum(r["target_cached_full_s"] for r in ran)
+    last = ran[-1] if ran else None
+    parts = {k: round(sum(r[f"draft_{k}_s"] for r in ran), 4) for k in ("prefill", "scoring", "hop")}
     return {
-        "aggregate": "last_step",  # headline numbers: the last (largest) step; "sum_over_steps" below
+        "draft_vs_target_cached_step": round(draft / target, 4) if target else None,
+        "draft_vs_target_cached_step_last": round(last["draft_s"] / last["target_cached_full_s"], 4) if last else None,
+        "steps_with_draft": len(ran),
+        "draft_s": round(draft, 4),
+        "draft_parts_s": parts,
+        "target_cached_full_s": round(target, 4),
+        "target_cached_stable_s": round(sum(r["target_cached_stable_s"] for r in ran), 4),
+        "draft_new_tokens": sum(r["draft_new_tokens"] for r in ran),
+        "target_new_tokens_full": sum(r["target_new_tokens_full"] for r in ran),
+        "summed_ttft_full_s": round(sum(r["ttft_full_s"] for r in rows), 4),
+        "summed_ttft_stable_s": round(sum(r["ttft_stable_s"] for r in rows), 4),
+    }
+
+
+def run_agent_step(
+    kind: str = "key_in_call",
+    steps: int = 8,
+    output_chars: int = 3000,
+    keep_ratio: float = 0.3,
+    draft: str = options.DRAFT,
+    target: str = options.TARGET,
+    dtype: str = "auto",
+    target_dtype: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
+    from specprefill_langchain import DraftModel
+    from specprefill_langchain.draft import resolve_dtype
+
+    task = make_loop_tasks([kind], n_per_kind=1, steps=steps, output_chars=output_chars, seed=seed)[0]
+    _log(f"loading draft {draft} ({dtype}) and target {target} ({target_dtype}); task {task.id}")
+    d = DraftModel.load(draft, dtype=dtype)
+    d.warmup(d.depth_of(_depth()))
+    tgt = PrefixCachedTarget(target, target_dtype)
+    tgt.warm_up()
+    runs = {arm: cost_loop.run_loop(task, arm, cost_loop.middleware(arm, d, keep_ratio), _log) for arm in ARMS}
+    timed = {}
+    for arm, run in runs.items():
+        ids = [encode(tgt.loaded.tokenizer, render(tgt.loaded.tokenizer, m, run.schemas)) for m in run.inputs]
+        timed[arm] = tgt.time_loop(ids, reuse=True)
+    rows = per_step_rows(runs["stable"].stats, timed["full"], timed["stable"])
+    summary = summarize(rows)
+    _log(f"draft / target cached step: {summary['draft_vs_target_cached_step']} ({summary['steps_with_draft']} steps)")
+    return {
+        "task": task.id,
+        "kind": kind,
         "steps": steps,
-        "history_tokens": per_step[-1]["history_draft_tokens"],
-        "history_tokens_requested": history,
+        "output_chars": output_chars,
         "keep_ratio": keep_ratio,
         "draft": draft,
         "target": target,
-        "dtype": dtype,
-        "target_dtype": target_dtype,
-        **last,
-        # Share of the no-reuse compressed TTFT that KV reuse removes at the last step.
-        "reuse_saving_fraction": round(
-            1 - last["compressed_ttft_s_with_reuse"] / last["compressed_ttft_s_without_reuse"], 3
-        ),
-        # The draft's cost of one agent step per 1,000 new tokens (prefill + scoring, KV reuse on),
-        # at the last step: the number to hold against the target's own prefill speed.
-        "draft_s_per_1k_new": round(final["draft_s_with_reuse"] / new * 1000, 4),
-        "draft_new_tokens_last_step": final["prefilled_tokens_with_reuse"],
-        "sum_over_steps": _totals(per_step),
+        "dtype": resolve_dtype(dtype),
+        "target_dtype": resolve_dtype(target_dtype),
+        **summary,
+        "efficiency": efficiency(rows, d, tgt.loaded),
         "peak_rss_mb": peak_rss_mb(),
         "torch_threads": torch.get_num_threads(),
-        "per_step": per_step,
+        "per_step": rows,
     }
 
 
 def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    options.add(p, prefix, "steps", type=int, default=6, help="agent steps (tool rounds)")
-    options.add(p, prefix, "history", type=int, default=6000, help="draft tokens at the last step")
+    options.add(p, prefix, "kind", default="key_in_call", choices=list(ALL_KINDS), help="the loop's task kind")
+    options.add(p, prefix, "steps", type=int, default=8, help="tool steps of the loop")
+    options.add(p, prefix, "output-chars", type=int, default=3000, help="characters per tool output")
     options.add(p, prefix, "keep-ratio", type=options.ratio, default=0.3)
     options.add(p, prefix, "draft", default="smollm2-135m")
     options.add(p, prefix, "target", default="qwen2.5-coder-0.5b")
     options.add(p, prefix, "dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="draft dtype")
     options.add(p, prefix, "target-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
-    options.add(p, prefix, "hop-chunks", type=int, default=None, help="ScoringConfig.hop_chunks (0 = one pass)")
 
 
 def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
@@ -256,13 +204,13 @@ def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
         return options.get(args, prefix, name)
 
     return run_agent_step(
+        kind=get("kind"),
         steps=get("steps"),
-        history=get("history"),
+        output_chars=get("output-chars"),
         keep_ratio=get("keep-ratio"),
         draft=get("draft"),
         target=get("target"),
         dtype=get("dtype"),
         target_dtype=get("target-dtype"),
         seed=getattr(args, "seed", 0) or 0,
-        hop_chunks=get("hop-chunks"),
     )

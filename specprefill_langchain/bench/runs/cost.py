@@ -21,20 +21,10 @@ import sys
 from typing import Any
 
 from specprefill_langchain.bench import options
-from specprefill_langchain.bench.intervals import wilson
 from specprefill_langchain.bench.runs import cost_loop
-from specprefill_langchain.bench.runs.cost_target import (
-    SHEETS,
-    PrefixCachedTarget,
-    cached_tokens,
-    encode,
-    prefix_stability,
-    relative,
-    render,
-    step_bills,
-    target_tokenizer,
-)
-from specprefill_langchain.bench.tasks.agent_loops import LOOP_KINDS, LoopTask, make_loop_tasks
+from specprefill_langchain.bench.runs.cost_metrics import aggregate, cumulative_bill, measure, relate
+from specprefill_langchain.bench.runs.cost_target import SHEETS, PrefixCachedTarget, target_tokenizer
+from specprefill_langchain.bench.tasks.agent_loops import ALL_KINDS, LOOP_KINDS, LoopTask, make_loop_tasks
 
 ARMS = cost_loop.ARMS
 CUMULATIVE_SHEET = "r0.1_w1.25"
@@ -42,78 +32,6 @@ CUMULATIVE_SHEET = "r0.1_w1.25"
 
 def _log(msg: str) -> None:
     print(f"[cost] {msg}", file=sys.stderr, flush=True)
-
-
-def measure(task: LoopTask, arm: str, run: cost_loop.LoopRun, tokenizer: Any) -> dict[str, Any]:
-    """One (task, arm) row: per-step sizes, cache hits and draft seconds, and the per-loop totals."""
-    texts = [render(tokenizer, msgs, run.schemas) for msgs in run.inputs]
-    ids = [encode(tokenizer, t) for t in texts]
-    stab = prefix_stability(ids)
-    return {
-        "task": task.id,
-        "kind": task.kind,
-        "arm": arm,
-        "steps": len(ids),
-        "chars": [len(t) for t in texts],
-        "tokens": [len(x) for x in ids],
-        "cached": cached_tokens(ids),
-        "draft_s": [round(s, 4) for s in run.draft_s],
-        "stability": [round(s, 5) for s in stab],
-        "chars_total": sum(len(t) for t in texts),
-        "tokens_total": sum(len(x) for x in ids),
-        "stability_mean": statistics.fmean(stab) if stab else 1.0,
-        "stability_min": min(stab, default=1.0),
-        "bill": {name: sum(step_bills(ids, r, w)) for name, (r, w) in SHEETS.items()},
-        "evidence_kept": all(any(ev in m.text for m in run.inputs[-1]) for ev in task.evidence),
-        "draft_s_total": round(sum(run.draft_s), 4),
-        "_ids": ids,  # dropped before output; the TTFT run reuses them
-    }
-
-
-def _relate(rows: list[dict[str, Any]]) -> None:
-    """Add ``tokens_vs_full`` and ``bill_vs_full`` (same task's ``full`` arm) to every row."""
-    full = {r["task"]: r for r in rows if r["arm"] == "full"}
-    for r in rows:
-        ref = full[r["task"]]
-        r["tokens_vs_full"] = relative(r["tokens_total"], ref["tokens_total"])
-        r["bill_vs_full"] = {s: relative(r["bill"][s], ref["bill"][s]) for s in SHEETS}
-
-
-def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over tasks (minimum for the stability minimum); evidence as k of n with its interval."""
-    n = len(rows)
-    kept = sum(r["evidence_kept"] for r in rows)
-    steps = sum(r["steps"] for r in rows)
-    lo, hi = wilson(kept, n)
-    return {
-        "n": n,
-        "chars_sent": statistics.fmean(r["chars_total"] for r in rows),
-        "target_tokens_sent": statistics.fmean(r["tokens_total"] for r in rows),
-        "tokens_vs_full": statistics.fmean(r["tokens_vs_full"] for r in rows),
-        "prefix_stability_mean": statistics.fmean(r["stability_mean"] for r in rows),
-        "prefix_stability_min": min(r["stability_min"] for r in rows),
-        "bill_vs_full": {s: statistics.fmean(r["bill_vs_full"][s] for r in rows) for s in SHEETS},
-        "evidence_kept": kept,
-        "evidence_rate": kept / n if n else None,
-        "evidence_ci95": [round(lo, 4), round(hi, 4)],
-        "draft_s_per_step": sum(r["draft_s_total"] for r in rows) / steps if steps else 0.0,
-        "draft_s_per_task": statistics.fmean(r["draft_s_total"] for r in rows),
-    }
-
-
-def cumulative_bill(rows: list[dict[str, Any]], task_id: str, sheet: str = CUMULATIVE_SHEET) -> dict[str, list[float]]:
-    """Per arm, the running sum of the per-step bill of one task, over ``full``'s total bill."""
-    read, write = SHEETS[sheet]
-    mine = {r["arm"]: step_bills(r["_ids"], read, write) for r in rows if r["task"] == task_id}
-    total = sum(mine["full"])
-    out = {}
-    for arm, bills in mine.items():
-        run, acc = [], 0.0
-        for b in bills:
-            acc += b
-            run.append(round(acc / total, 5))
-        out[arm] = run
-    return out
 
 
 def ttft(
@@ -151,6 +69,9 @@ def ttft(
             "per_step": per_task[0],
         }
         _log(f"ttft {label}: summed {out['arms'][label]['summed_ttft_s']:.2f}s")
+    full = out["arms"].get("full", {}).get("summed_ttft_s")
+    for timed in out["arms"].values():  # each arm's summed TTFT over the full loop's, both with a target cache
+        timed["ttft_vs_full"] = round(timed["summed_ttft_s"] / full, 4) if full else None
     return out
 
 
@@ -166,6 +87,7 @@ def run_cost(
     ttft_arms: list[str] | tuple[str, ...] | None = None,
     ttft_no_cache_reference: bool = False,
     no_ttft: bool = False,
+    answers: bool = False,
     ce_trigger: int = 6000,
     ce_keep: int = 3,
 ) -> dict[str, Any]:
@@ -175,36 +97,26 @@ def run_cost(
     if unknown:
         msg = f"unknown arm(s) {unknown}; choose from {list(ARMS)}"
         raise ValueError(msg)
-    tokenizer = target_tokenizer(target, None if no_ttft else target_dtype)
-    rows = []
+    tokenizer = target_tokenizer(target, None if no_ttft and not answers else target_dtype)
+    rows, runs = [], {}
     for task in tasks:
         for arm in arms:
             mw = cost_loop.middleware(arm, draft, keep_ratio, ce_trigger, ce_keep)
-            run = cost_loop.run_loop(task, arm, mw, _log)
+            runs[(task.id, arm)] = run = cost_loop.run_loop(task, arm, mw, _log)
             rows.append(measure(task, arm, run, tokenizer))
-    _relate(rows)
+    relate(rows)
+    if answers:
+        from specprefill_langchain.bench.runs.cost_answers import answer_all
+
+        answer_all(tasks, runs, rows, target, target_dtype)
+    kinds = sorted({t.kind for t in tasks}, key=ALL_KINDS.index)
     result: dict[str, Any] = {
-        "config": {
-            "arms": arms,
-            "arm_settings": {a: cost_loop.ARM_SETTINGS[a] for a in arms},
-            "context_editing": cost_loop.context_editing_settings(ce_trigger, ce_keep),
-            "keep_ratio": keep_ratio,
-            "draft": getattr(draft, "name", str(draft)),
-            "draft_dtype": str(getattr(draft, "dtype", "")).replace("torch.", ""),
-            "target_tokenizer": target,
-            "kinds": sorted({t.kind for t in tasks}, key=LOOP_KINDS.index),
-            "n_tasks": len(tasks),
-            "steps": max(t.steps for t in tasks),
-            "model_calls_per_task": max(t.steps for t in tasks) + 1,
-            "price_sheets": {k: {"read": r, "write": w} for k, (r, w) in SHEETS.items()},
-            "cumulative_bill_sheet": CUMULATIVE_SHEET,
-        },
+        "config": _config(tasks, draft, arms, keep_ratio, target, ce_trigger, ce_keep, answers),
         "arms": {a: aggregate([r for r in rows if r["arm"] == a]) for a in arms},
         "per_kind": {
-            k: {a: aggregate([r for r in rows if r["arm"] == a and r["kind"] == k]) for a in arms}
-            for k in sorted({t.kind for t in tasks}, key=LOOP_KINDS.index)
+            k: {a: aggregate([r for r in rows if r["arm"] == a and r["kind"] == k]) for a in arms} for k in kinds
         },
-        "cumulative_bill": cumulative_bill(rows, tasks[0].id),
+        "cumulative_bill": cumulative_bill(rows, tasks[0].id, CUMULATIVE_SHEET),
     }
     if no_ttft or ttft_tasks < 1:
         result["ttft"] = {"skipped": "--no-ttft" if no_ttft else "--ttft-tasks 0"}
@@ -218,20 +130,51 @@ def run_cost(
     return result
 
 
+def _config(
+    tasks: list[LoopTask],
+    draft: Any,
+    arms: list[str],
+    keep_ratio: float,
+    target: str,
+    ce_trigger: int,
+    ce_keep: int,
+    answers: bool,
+) -> dict[str, Any]:
+    return {
+        "arms": arms,
+        "arm_settings": {a: cost_loop.ARM_SETTINGS[a] for a in arms},
+        "context_editing": cost_loop.context_editing_settings(ce_trigger, ce_keep),
+        "keep_ratio": keep_ratio,
+        "draft": getattr(draft, "name", str(draft)),
+        "draft_dtype": str(getattr(draft, "dtype", "")).replace("torch.", ""),
+        "target_tokenizer": target,
+        "answers": answers,
+        "kinds": sorted({t.kind for t in tasks}, key=ALL_KINDS.index),
+        "n_tasks": len(tasks),
+        "steps": max(t.steps for t in tasks),
+        "model_calls_per_task": max(t.calls for t in tasks),
+        "price_sheets": {k: {"read": r, "write": w} for k, (r, w) in SHEETS.items()},
+        "cumulative_bill_sheet": CUMULATIVE_SHEET,
+    }
+
+
 def _summary(result: dict[str, Any]) -> None:
     _log(f"{'arm':<24} {'tok vs full':>11} {'stab mean':>9} {'stab min':>8} {'bill w1.25':>10} "
-         f"{'bill w1.0':>9} {'evidence':>10} {'draft s/step':>12}")  # fmt: skip
+         f"{'bill w1.0':>9} {'evidence':>10} {'recover':>8} {'rescued/step':>12} {'draft s/step':>12}")  # fmt: skip
     for arm, a in result["arms"].items():
         bill = a["bill_vs_full"]
         _log(
             f"{arm:<24} {a['tokens_vs_full']:>11.3f} {a['prefix_stability_mean']:>9.3f} "
             f"{a['prefix_stability_min']:>8.3f} {bill['r0.1_w1.25']:>10.3f} {bill['r0.1_w1.0']:>9.3f} "
-            f"{a['evidence_kept']:>4}/{a['n']:<5} {a['draft_s_per_step']:>12.3f}"
+            f"{a['evidence_kept']:>4}/{a['n']:<5} {a['recoverable']['k']:>4}/{a['n']:<3} "
+            f"{a['rescued_chars_per_step']:>12.1f} {a['draft_s_per_step']:>12.3f}"
         )
 
 
 def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    options.add(p, prefix, "kinds", type=options.csv_of(str, LOOP_KINDS), default=list(LOOP_KINDS))
+    options.add(
+        p, prefix, "kinds", type=options.csv_of(str, ALL_KINDS), default=list(LOOP_KINDS), help=", ".join(ALL_KINDS)
+    )
     options.add(p, prefix, "n-per-kind", type=int, default=3, help="loops per kind")
     options.add(p, prefix, "steps", type=int, default=12, help="tool steps per loop (one model call more)")
     options.add(p, prefix, "output-chars", type=int, default=3000, help="characters per tool output")
@@ -247,6 +190,9 @@ def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
         help="arms whose TTFT is timed (the target's prefill is the slow part of this benchmark)",
     )
     options.add(p, prefix, "no-ttft", action="store_true", help="skip the local target's TTFT timing")
+    options.add(
+        p, prefix, "answers", action="store_true", help="the local target answers each loop's question from each arm"
+    )
     options.add(
         p,
         prefix,
@@ -283,6 +229,7 @@ def run_args(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
         ttft_arms=get("ttft-arms"),
         ttft_no_cache_reference=get("ttft-no-cache-reference"),
         no_ttft=get("no-ttft"),
+        answers=get("answers"),
         ce_trigger=get("ce-trigger"),
         ce_keep=get("ce-keep"),
     )

@@ -10,7 +10,7 @@ each arm. The tools return the rounds' outputs, found by the call's id and check
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -19,9 +19,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.tools import InjectedToolCallId, StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
-from specprefill_langchain.bench.tasks.agent_loops import LoopTask
+from specprefill_langchain.bench.tasks.agent_loops import FINAL_ANSWER, LoopTask
 from specprefill_langchain.bench.tasks.rounds import SYSTEM_PROMPT
 
 ARMS = (
@@ -29,66 +29,90 @@ ARMS = (
     "context-editing",
     "per_step",
     "stable",
-    "stable[query=request]",
+    "stable[rescue=off]",
+    "stable[focus=request]",
     "stable[keep_recent=3]",
     "stable[keep_recent=5]",
+    "stable[context_chars=0]",
+    "stable[context_chars=20000]",
     "stable[depth=1.0]",
     "per_step[depth=1.0]",
 )
+_MW = ["SpecPrefillMiddleware"]
 ARM_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {"middleware": []},
     "context-editing": {"middleware": ["ContextEditingMiddleware(ClearToolUsesEdit)"]},
-    "per_step": {"middleware": ["SpecPrefillMiddleware"], "mode": "per_step"},
-    "stable": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable"},
-    "stable[query=request]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "scoring.query": "request"},
-    "stable[keep_recent=3]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "stable.keep_recent": 3},
-    "stable[keep_recent=5]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "stable.keep_recent": 5},
-    "stable[depth=1.0]": {"middleware": ["SpecPrefillMiddleware"], "mode": "stable", "scoring.depth": 1.0},
-    "per_step[depth=1.0]": {"middleware": ["SpecPrefillMiddleware"], "mode": "per_step", "scoring.depth": 1.0},
+    "per_step": {"middleware": _MW, "mode": "per_step"},
+    "stable": {"middleware": _MW, "mode": "stable"},
+    "stable[rescue=off]": {"middleware": _MW, "mode": "stable", "stable.rescue": False},
+    "stable[focus=request]": {"middleware": _MW, "mode": "stable", "scoring.focus": "request"},
+    "stable[keep_recent=3]": {"middleware": _MW, "mode": "stable", "stable.keep_recent": 3},
+    "stable[keep_recent=5]": {"middleware": _MW, "mode": "stable", "stable.keep_recent": 5},
+    "stable[context_chars=0]": {"middleware": _MW, "mode": "stable", "stable.context_chars": 0},
+    "stable[context_chars=20000]": {"middleware": _MW, "mode": "stable", "stable.context_chars": 20000},
+    "stable[depth=1.0]": {"middleware": _MW, "mode": "stable", "scoring.depth": 1.0},
+    "per_step[depth=1.0]": {"middleware": _MW, "mode": "per_step", "scoring.depth": 1.0},
 }
-FINAL_ANSWER = "I have read every output above; here is what I found."
 
 
 # --- tools -------------------------------------------------------------------------------------
 
 
-class ReadFileArgs(BaseModel):
-    path: str = Field(description="file path inside the checkout")
-    offset: int = Field(1, description="first line to read (1-based)")
-    limit: int = Field(200, description="number of lines to read")
-    symbol: str | None = Field(None, description="a function or class the read is about")
-    tool_call_id: Annotated[str, InjectedToolCallId]
-
-
-class PydocArgs(BaseModel):
-    name: str = Field(description="module name")
-    tool_call_id: Annotated[str, InjectedToolCallId]
-
-
-class GrepArgs(BaseModel):
-    pattern: str = Field(description="text to search for")
-    path: str = Field("cpython/Lib", description="folder to search")
-    tool_call_id: Annotated[str, InjectedToolCallId]
-
-
-class ListDirArgs(BaseModel):
-    path: str = Field(description="folder to list")
-    tool_call_id: Annotated[str, InjectedToolCallId]
-
-
-class HttpGetJsonArgs(BaseModel):
-    url: str = Field(description="URL of an internal JSON API")
-    params: dict[str, Any] = Field(default_factory=dict, description="query parameters")
-    tool_call_id: Annotated[str, InjectedToolCallId]
-
-
-TOOL_SPECS: dict[str, tuple[type[BaseModel], str]] = {
-    "read_file": (ReadFileArgs, "Read lines of a file of the CPython checkout."),
-    "pydoc": (PydocArgs, "Show the pydoc page of a module."),
-    "grep": (GrepArgs, "Search the checkout for lines containing a pattern."),
-    "list_dir": (ListDirArgs, "List a folder with file sizes."),
-    "http_get_json": (HttpGetJsonArgs, "GET an internal JSON API."),
+# Each tool's arguments besides the call id the ToolNode injects: name -> (type, default, description);
+# ``...`` marks a required argument and ``dict`` a fresh empty dict.
+_ARGS: dict[str, dict[str, tuple[Any, Any, str]]] = {
+    "read_file": {
+        "path": (str, ..., "file path inside the checkout"),
+        "offset": (int, 1, "first line to read (1-based)"),
+        "limit": (int, 200, "number of lines to read"),
+        "symbol": (str | None, None, "a function or class the read is about"),
+    },
+    "pydoc": {"name": (str, ..., "module name")},
+    "grep": {"pattern": (str, ..., "text to search for"), "path": (str, "cpython/Lib", "folder to search")},
+    "list_dir": {"path": (str, ..., "folder to list")},
+    "http_get_json": {
+        "url": (str, ..., "URL of an internal JSON API"),
+        "params": (dict[str, Any], dict, "query parameters"),
+    },
+    "run_tests": {"path": (str, "tests", "test folder or file"), "options": (str, "", "extra pytest options")},
+    "read_log": {
+        "path": (str, ..., "log file of the service"),
+        "lines": (int, 200, "how many of the last lines to read"),
+    },
 }
+
+
+def _field(default: Any, description: str) -> Any:
+    """A pydantic field: required for ``...``, a fresh empty dict per call for ``dict``, else ``default``."""
+    if default is dict:
+        return Field(default_factory=dict, description=description)
+    return Field(default, description=description)
+
+
+def _args_model(tool: str) -> type[BaseModel]:
+    """The pydantic arguments of ``tool`` (``read_file`` -> ``ReadFileArgs``), the injected call id last."""
+    fields: dict[str, Any] = {name: (kind, _field(d, doc)) for name, (kind, d, doc) in _ARGS[tool].items()}
+    fields["tool_call_id"] = (Annotated[str, InjectedToolCallId], ...)
+    return create_model("".join(w.title() for w in tool.split("_")) + "Args", **fields)
+
+
+def _specs(descriptions: dict[str, str]) -> dict[str, tuple[type[BaseModel], str]]:
+    return {tool: (_args_model(tool), doc) for tool, doc in descriptions.items()}
+
+
+TOOL_SPECS = _specs(
+    {
+        "read_file": "Read lines of a file of the CPython checkout.",
+        "pydoc": "Show the pydoc page of a module.",
+        "grep": "Search the checkout for lines containing a pattern.",
+        "list_dir": "List a folder with file sizes.",
+        "http_get_json": "GET an internal JSON API.",
+    }
+)
+# Tools of the late-relevance loops, bound only to a loop that calls them (the others keep their schemas).
+EXTRA_TOOL_SPECS = _specs(
+    {"run_tests": "Run the test suite with pytest.", "read_log": "Read the last lines of a log of the service."}
+)
 
 
 def loop_tools(task: LoopTask) -> list[StructuredTool]:
@@ -105,7 +129,9 @@ def loop_tools(task: LoopTask) -> list[StructuredTool]:
 
         return StructuredTool.from_function(func=fn, name=name, description=description, args_schema=schema)
 
-    return [make(name, schema, doc) for name, (schema, doc) in TOOL_SPECS.items()]
+    used = {r.tool for r in task.rounds}
+    specs = {**TOOL_SPECS, **{n: spec for n, spec in EXTRA_TOOL_SPECS.items() if n in used}}
+    return [make(name, schema, doc) for name, (schema, doc) in specs.items()]
 
 
 # --- the scripted model and the draft's stats ---------------------------------------------------
@@ -134,6 +160,10 @@ class ScriptedChatModel(BaseChatModel):
         self.received.append(list(messages))
         if self.on_call is not None:
             self.on_call(k, messages)
+        return self.reply(k)
+
+    def reply(self, k: int) -> ChatResult:
+        """The answer to call ``k``: round k's tool call (id ``call_k``), after the last round :data:`FINAL_ANSWER`."""
         if k < len(self.plan):
             name, args = self.plan[k]
             msg = AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{k}", "type": "tool_call"}])
@@ -157,8 +187,12 @@ class StepStats(BaseCallbackHandler):
         if name == STATS_EVENT:
             self.events.append((len(self.model.received), data))
 
+    def total(self, k: int, field: str) -> float:
+        """The sum of one stat over the events before model call ``k`` (e.g. ``total_s``, ``rescued_chars``)."""
+        return sum(float(d.get(field) or 0.0) for step, d in self.events if step == k)
+
     def seconds(self, k: int) -> float:
-        return sum(float(d.get("total_s") or 0.0) for step, d in self.events if step == k)
+        return self.total(k, "total_s")
 
 
 # --- arms and one run --------------------------------------------------------------------------
@@ -180,19 +214,17 @@ def middleware(arm: str, draft: Any, keep_ratio: float, ce_trigger: int = 6000, 
         return []
     if arm == "context-editing":
         return [ContextEditingMiddleware(edits=[ClearToolUsesEdit(trigger=ce_trigger, keep=ce_keep)])]
-    opts: dict[str, Any] = {}
-    if arm == "stable[query=request]":
-        opts["scoring"] = ScoringConfig(query="request")
-    elif arm.startswith("stable[keep_recent="):
-        opts["stable"] = StableConfig(keep_recent=int(arm.split("=")[1].rstrip("]")))
-    elif arm.endswith("[depth=1.0]"):  # full depth: what early-layer scoring is measured against
-        opts["scoring"] = ScoringConfig(depth=1.0)
-    elif arm not in ("stable", "per_step"):
-        msg = f"unknown arm {arm!r}"
+    if arm not in ARM_SETTINGS:
+        msg = f"unknown arm {arm!r}; choose from {list(ARMS)}"
         raise ValueError(msg)
+    settings = ARM_SETTINGS[arm]
+    opts: dict[str, Any] = {}
+    for group, cls in (("scoring", ScoringConfig), ("stable", StableConfig)):
+        fields = {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith(group + ".")}
+        if fields:
+            opts[group] = cls(**fields)
     compressor = SpecPrefillCompressor(draft=draft, keep_ratio=keep_ratio, on_error="raise", **opts)
-    mode = "per_step" if arm.startswith("per_step") else "stable"
-    return [SpecPrefillMiddleware(compressor=compressor, mode=mode)]
+    return [SpecPrefillMiddleware(compressor=compressor, mode=settings["mode"])]
 
 
 @dataclass
@@ -200,16 +232,22 @@ class LoopRun:
     inputs: list[list[BaseMessage]]  # per model call, what the model received (system prompt first)
     schemas: list[dict[str, Any]]  # the tool schemas bound to it
     draft_s: list[float]  # per model call, the draft's seconds before it
+    rescued_chars: list[int] = field(default_factory=list)  # per model call, characters rescued for it
+    stats: list[list[dict[str, Any]]] = field(default_factory=list)  # per model call, the stats events before it
 
 
 def run_loop(task: LoopTask, arm: str, mw: list[Any], log: Callable[[str], None] | None = None) -> LoopRun:
-    """Run ``task`` through a ``create_agent`` graph with the arm's middleware; one thread per (arm, task)."""
+    """Run ``task`` through a ``create_agent`` graph with the arm's middleware; one thread per (arm, task).
+
+    A task with a ``follow_up`` is invoked twice on its thread: the request (rounds, then the answer),
+    then the follow-up turn, which the model answers directly; its call is the last of ``inputs``.
+    """
     from langchain.agents import create_agent
     from langgraph.checkpoint.memory import InMemorySaver
 
     model = ScriptedChatModel(plan=[(r.tool, r.args) for r in task.rounds])
     stats = StepStats(model)
-    calls = task.steps + 1
+    calls = task.calls
 
     def on_call(k: int, messages: list[BaseMessage]) -> None:
         if log is not None:
@@ -225,11 +263,29 @@ def run_loop(task: LoopTask, arm: str, mw: list[Any], log: Callable[[str], None]
         "callbacks": [stats],
         "recursion_limit": 4 * calls + 10,
     }
-    state = agent.invoke({"messages": [HumanMessage(task.request)]}, config)
-    if len(model.received) != calls or state["messages"][-1].text != FINAL_ANSWER:
-        msg = f"{task.id} {arm}: the loop made {len(model.received)} model calls, expected {calls}"
-        raise RuntimeError(msg)
-    return LoopRun(model.received, model.schemas, [stats.seconds(k) for k in range(calls)])
+    turns = [(task.request, task.steps + 1)]
+    if task.follow_up is not None:
+        turns.append((task.follow_up, calls))
+    for text, expected in turns:
+        state = agent.invoke({"messages": [HumanMessage(text)]}, config)
+        if len(model.received) != expected or state["messages"][-1].text != FINAL_ANSWER:
+            msg = f"{task.id} {arm}: the loop made {len(model.received)} model calls, expected {expected}"
+            raise RuntimeError(msg)
+    rescued = [int(stats.total(k, "rescued_chars")) for k in range(calls)]
+    events = [[d for step, d in stats.events if step == k] for k in range(calls)]
+    return LoopRun(model.received, model.schemas, [stats.seconds(k) for k in range(calls)], rescued, events)
 
 
-__all__ = ["ARMS", "ARM_SETTINGS", "LoopRun", "ScriptedChatModel", "StepStats", "loop_tools", "middleware", "run_loop"]
+__all__ = [
+    "ARMS",
+    "ARM_SETTINGS",
+    "EXTRA_TOOL_SPECS",
+    "FINAL_ANSWER",
+    "TOOL_SPECS",
+    "LoopRun",
+    "ScriptedChatModel",
+    "StepStats",
+    "loop_tools",
+    "middleware",
+    "run_loop",
+]

@@ -52,6 +52,19 @@ def _rows(name: str, draft: str | None, ratio: float, scores: dict[str, list[tup
     return rows
 
 
+def _score(method: Method, task: Task, ratio: float) -> tuple[float, ...]:
+    """One compression's (all evidence retained, evidence fraction, kept fraction, seconds)."""
+    start = time.perf_counter()
+    out = method.compress(list(task.messages), ratio, task.question)
+    seconds = time.perf_counter() - start
+    return float(evidence_retained(task, out)), evidence_fraction(task, out), keep_fraction(task.messages, out), seconds
+
+
+def _bar(method: Method, draft: str | None, total: int, progress: bool) -> Any:
+    desc = f"{method.name}" + (f"[{draft}]" if draft else "")
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=not progress)
+
+
 def run_fidelity(
     methods: Sequence[Method],
     tasks: Sequence[Task],
@@ -78,12 +91,7 @@ def run_fidelity(
             skipped.append({"method": method.name, "draft": draft, "reason": reason})
             continue
         rows: list[dict[str, Any]] = []
-        bar = tqdm(
-            total=len(tasks) * len(keep_ratios),
-            desc=f"{method.name}" + (f"[{draft}]" if draft else ""),
-            file=sys.stderr,
-            disable=not progress,
-        )
+        bar = _bar(method, draft, len(tasks) * len(keep_ratios), progress)
         where = ""
         try:
             # Task-major: every ratio of one task runs back to back, so a method with a KV cache
@@ -93,17 +101,7 @@ def run_fidelity(
             for task in tasks:
                 for ratio in keep_ratios:
                     where = f" (task {task.id}, keep_ratio {ratio})"
-                    start = time.perf_counter()
-                    out = method.compress(list(task.messages), ratio, task.question)
-                    seconds = time.perf_counter() - start
-                    scores[ratio][task.kind].append(
-                        (
-                            float(evidence_retained(task, out)),
-                            evidence_fraction(task, out),
-                            keep_fraction(task.messages, out),
-                            seconds,
-                        )
-                    )
+                    scores[ratio][task.kind].append(_score(method, task, ratio))
                     bar.update()
             for ratio in keep_ratios:
                 rows.extend(_rows(method.name, draft, ratio, scores[ratio]))
@@ -125,7 +123,7 @@ def add_args(p: argparse.ArgumentParser, in_all: bool = False) -> None:
     if in_all:
         methods.insert(2, "keep-last")
     p.add_argument("--methods", type=options.csv_of(str, METHODS), default=methods)
-    p.add_argument("--drafts", type=options.csv_of(str), default=["smollm2-135m"])
+    p.add_argument("--drafts", type=options.csv_of(str), default=[options.DRAFT])
     p.add_argument("--keep-ratios", type=options.ratios, default=[0.1, 0.2, 0.3, 0.5])
     p.add_argument("--kinds", type=options.csv_of(str, KINDS), default=None, help=f"default: all of {','.join(KINDS)}")
     p.add_argument("--n-per-kind", type=int, default=2 if in_all else 4)

@@ -91,33 +91,33 @@ def _median_time(fn: Any, repeats: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-def run_kv_reuse(
-    draft: str = "smollm2-135m",
-    history: int = 6000,
-    append: int = 512,
-    repeats: int = 3,
-    dtype: str = "float32",
-    depth: float | None = None,
-) -> dict[str, Any]:
-    from specprefill_langchain import DraftModel, PrefixCache, ScoringConfig
-    from specprefill_langchain.chatformat import chat_format
-    from specprefill_langchain.kvcache import snapshot_of
-    from specprefill_langchain.passes import score_pass
+def _token_ids(model: DraftModel, history: int, append: int) -> tuple[list[int], list[int], int]:
+    """(the cached history, every token the scratch arm forwards, the question tail's length).
 
-    _log(f"loading draft {draft} ({dtype})")
-    model = DraftModel.load(draft, dtype=dtype)
+    History and appended tokens are real text; the tail asks :data:`QUESTION` in the draft's chat format.
+    """
+    from specprefill_langchain.chatformat import chat_format
+
     fmt = chat_format(model.tokenizer)
     tail = model.tokenizer(
         fmt.header("human") + QUESTION + fmt.end + fmt.generation_prompt(), add_special_tokens=False
     )["input_ids"]
     body = _history_ids(model, history + append)
     hist, full = body[:history], body + list(tail)
-    qs = len(body)
     if len(full) > model.context_length:
         msg = f"history+append+question = {len(full)} tokens exceed the draft's context of {model.context_length}."
         raise ValueError(msg)
-    sc = ScoringConfig() if depth is None else ScoringConfig(depth=depth)  # None: the library's defaults
-    depth = model.depth_of(sc.depth)
+    return hist, full, len(tail)
+
+
+def _time_arms(
+    model: DraftModel, hist: list[int], full: list[int], qs: int, sc: Any, depth: int, repeats: int
+) -> tuple[float, float, float, float, int, float]:
+    """Median seconds of the plain prefill (all layers, then ``depth``), of scoring from scratch and with the
+    history cached; then the tokens the cached arm reused and how far its scores differ from scratch."""
+    from specprefill_langchain import PrefixCache
+    from specprefill_langchain.kvcache import snapshot_of
+    from specprefill_langchain.passes import score_pass
 
     _log(f"plain prefill of {len(full)} tokens, all {model.n_layers} layers, x{repeats}")
     plain_s, _ = _median_time(lambda: model.prefill(full), repeats)
@@ -126,7 +126,7 @@ def run_kv_reuse(
     _log(f"scoring from scratch x{repeats}")
     scratch_s, scratch = _median_time(lambda: score_pass(model, full, qs, scoring=sc), repeats)
 
-    _log(f"prefilling the {history}-token history once for the cache")
+    _log(f"prefilling the {len(hist)}-token history once for the cache")
     base = snapshot_of(model.prefill(hist, depth=depth))
 
     def incremental() -> Any:
@@ -137,20 +137,40 @@ def run_kv_reuse(
     _log(f"scoring with the history cached x{repeats}")
     incr_s, incr = _median_time(incremental, repeats)
     diff = float(torch.max(torch.abs(incr.scores - scratch.scores)))
+    return plain_s, plain_depth_s, scratch_s, incr_s, incr.reused_tokens, diff
+
+
+def run_kv_reuse(
+    draft: str = options.DRAFT,
+    history: int = 6000,
+    append: int = 512,
+    repeats: int = 3,
+    dtype: str = "float32",
+    depth: float | None = None,
+) -> dict[str, Any]:
+    from specprefill_langchain import DraftModel, ScoringConfig
     from specprefill_langchain.draft import resolve_dtype
 
+    _log(f"loading draft {draft} ({dtype})")
+    model = DraftModel.load(draft, dtype=dtype)
+    hist, full, tail = _token_ids(model, history, append)
+    sc = ScoringConfig() if depth is None else ScoringConfig(depth=depth)  # None: the library's defaults
+    layers = model.depth_of(sc.depth)
+    plain_s, plain_depth_s, scratch_s, incr_s, reused, diff = _time_arms(
+        model, hist, full, len(full) - tail, sc, layers, repeats
+    )
     result = {
         "draft": draft,
         "dtype": resolve_dtype(dtype),
         "history_tokens": history,
         "append_tokens": append,
-        "question_tokens": len(tail),
+        "question_tokens": tail,
         "repeats": repeats,
         "scratch_s": round(scratch_s, 4),
         "incremental_s": round(incr_s, 4),
         "speedup": round(scratch_s / incr_s, 2),
         "flop_ceiling": round(flop_ceiling(model, history, len(full)), 2),
-        "depth_layers": depth,
+        "depth_layers": layers,
         "n_layers": model.n_layers,
         # A plain forward of every layer over history + appended + question, no scoring: what the
         # draft would cost per step without a KV cache and without early-layer scoring.
@@ -158,7 +178,7 @@ def run_kv_reuse(
         "step_vs_full_prefill": round(plain_s / incr_s, 2),
         "plain_prefill_s": round(plain_depth_s, 4),  # the same forward at the scoring depth
         "scoring_overhead": round(scratch_s / plain_depth_s - 1, 4),
-        "reused_tokens": incr.reused_tokens,
+        "reused_tokens": reused,
         "max_abs_score_diff": diff,
         "torch_threads": torch.get_num_threads(),
     }
@@ -167,7 +187,7 @@ def run_kv_reuse(
 
 
 def add_args(p: argparse.ArgumentParser, prefix: str = "") -> None:
-    options.add(p, prefix, "draft", default="smollm2-135m")
+    options.add(p, prefix, "draft", default=options.DRAFT)
     options.add(p, prefix, "history", type=int, default=6000, help="cached tokens (+ append + question <= context)")
     options.add(p, prefix, "append", type=int, default=512)
     options.add(p, prefix, "repeats", type=int, default=3)

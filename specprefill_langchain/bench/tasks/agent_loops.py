@@ -3,7 +3,7 @@
 A :class:`LoopTask` is a scripted agent loop: the human request, then ``steps`` tool rounds (one
 ``Round(tool, args, output)`` per step, ~``output_chars`` characters of real text each: standard-library
 sources, pydoc pages, greps, listings, JSON tables of real data). Three kinds differ in *where the key
-that makes the evidence findable* is named (docs/design.md, "Agent loops and prompt caches"):
+that makes the evidence findable* is named (docs/design.md, "Stable mode"):
 
 * ``key_in_request``: a JSON table arrives early (step 1-3); the request names the key, as in
   ``kv_json`` ("Use the internal mimetypes API: which MIME type ... '.xyz'?"). Evidence: the record line.
@@ -16,6 +16,9 @@ that makes the evidence findable* is named (docs/design.md, "Agent loops and pro
 
 Steps are 1-based: round ``i``'s output is first read by the model at its call ``i`` (call 0 sees only
 the request). Every other step is a filler round of real text. Seeded and deterministic.
+
+:data:`LATE_KINDS` (``late_loops``, issue 20) are loops of installed-package text where what matters
+in an output is named only later; a ``follow_up`` task adds a human turn after the loop's answer.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from specprefill_langchain.bench.tasks import real_tasks, sources
 from specprefill_langchain.bench.tasks.rounds import SYSTEM_PROMPT, Round, filler_rounds, insert_line, window
 
 LOOP_KINDS = ("key_in_request", "key_in_call", "key_later")
+LATE_KINDS = ("grep_then_read", "test_names_function", "log_names_key", "traceback_to_source", "follow_up")
+ALL_KINDS = LOOP_KINDS + LATE_KINDS
+FINAL_ANSWER = "I have read every output above; here is what I found."  # the scripted model's answer
 LATER_GAP = 3  # steps between the evidence and the output that names its key (key_later)
 
 
@@ -44,10 +50,18 @@ class LoopTask:
     evidence_step: int  # 1-based step whose output holds the evidence
     key: str  # what names the evidence (a table key or a function name)
     key_step: int  # where the key is first named: 0 = the request, else the 1-based step (call or output)
+    follow_up: str | None = None  # a human turn after the loop's answer (read at call steps + 1)
+    question: str = ""  # for an accuracy check on the final input; may name the key
+    answer: str = ""  # the gold answer, verbatim in the evidence
 
     @property
     def steps(self) -> int:
         return len(self.rounds)
+
+    @property
+    def calls(self) -> int:
+        """Model calls of the loop: one per round, the answer, and the follow-up's answer if any."""
+        return self.steps + 1 + (self.follow_up is not None)
 
 
 # --- public wrappers of the real-text builders ---------------------------------------------------
@@ -171,25 +185,34 @@ def make_loop_tasks(
     output_chars: int = 3000,
     seed: int = 0,
 ) -> list[LoopTask]:
-    """``n_per_kind`` loops of each kind (default: all three), ``steps`` rounds of ~``output_chars`` each."""
+    """``n_per_kind`` loops of each kind (default: :data:`LOOP_KINDS`), ``steps`` rounds of ~``output_chars`` each.
+
+    Any of :data:`ALL_KINDS` may be asked for; the late kinds read installed packages (``late_loops``).
+    """
     kinds = list(kinds or LOOP_KINDS)
-    bad = [k for k in kinds if k not in _MAKERS]
+    bad = [k for k in kinds if k not in ALL_KINDS]
     if bad:
-        msg = f"unknown loop kind(s) {bad}; choose from {list(LOOP_KINDS)}"
+        msg = f"unknown loop kind(s) {bad}; choose from {list(ALL_KINDS)}"
         raise ValueError(msg)
     if steps < 1 or n_per_kind < 1 or output_chars < 500:
         msg = f"need steps >= 1, n_per_kind >= 1 and output_chars >= 500; got {steps}, {n_per_kind}, {output_chars}"
         raise ValueError(msg)
+    makers = dict(_MAKERS)
+    if any(k in LATE_KINDS for k in kinds):
+        from specprefill_langchain.bench.tasks.late_loops import MAKERS  # it builds on LoopTask
+
+        makers.update(MAKERS)
     tasks = []
     for kind in kinds:
         for i in range(n_per_kind):
             rng = random.Random(f"loop:{kind}:{seed}:{i}")
-            tasks.append(_MAKERS[kind](rng, f"{kind}-{seed}-{i}", steps, output_chars))
+            tasks.append(makers[kind](rng, f"{kind}-{seed}-{i}", steps, output_chars))
     return tasks
 
 
 def final_transcript(task: LoopTask) -> list[BaseMessage]:
-    """What the uncompressed loop's last model call reads: system prompt, request, every tool round.
+    """What the uncompressed loop's last model call reads: system prompt, request, every tool round,
+    and for a ``follow_up`` task the loop's answer and the follow-up turn.
 
     Call ids are those of ``bench cost``'s scripted model (``call_{k}``, k from 0).
     """
@@ -197,11 +220,16 @@ def final_transcript(task: LoopTask) -> list[BaseMessage]:
     for k, rnd in enumerate(task.rounds):
         call = {"name": rnd.tool, "args": dict(rnd.args), "id": f"call_{k}", "type": "tool_call"}
         out += [AIMessage("", tool_calls=[call]), ToolMessage(rnd.output, tool_call_id=f"call_{k}", name=rnd.tool)]
+    if task.follow_up is not None:
+        out += [AIMessage(FINAL_ANSWER), HumanMessage(task.follow_up)]
     return out
 
 
 __all__ = [
+    "ALL_KINDS",
+    "FINAL_ANSWER",
     "LATER_GAP",
+    "LATE_KINDS",
     "LOOP_KINDS",
     "LoopTask",
     "code_round",

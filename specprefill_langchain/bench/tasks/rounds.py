@@ -169,13 +169,13 @@ def build_messages(
 
 @dataclass(frozen=True)
 class TaskParts:
-    """What a kind generator decides: the wording, the gold answer, and the rounds holding the evidence."""
+    """What a kind generator decides: the rounds holding the evidence, the wording, and the gold answer."""
 
+    rounds: tuple[Round, ...]
+    evidence: tuple[str, ...]
     request: str
     question: str
     answer: str
-    evidence: tuple[str, ...]
-    rounds: tuple[Round, ...]
     avoid_files: frozenset[str] = frozenset()
     fill: bool = True  # add distractor rounds of real text up to the size budget
 
