@@ -21,6 +21,7 @@ from specprefill_langchain import (
     SpecPrefillCompressor,
     compress_messages,
 )
+from specprefill_langchain.draft import PREFILL_CHUNK
 from specprefill_langchain.transcript import Transcript
 
 pytestmark = pytest.mark.real
@@ -204,8 +205,9 @@ def test_compress_messages_reuses_one_compressor_and_its_kv_cache(smol, transcri
     first, second = handler.events
     assert first["reused_tokens"] == 0 and not first["passthrough"] and not second["passthrough"]
     shared = len(Transcript(transcript[:6], smol.tokenizer, CompressorConfig().policy).ids)
-    assert second["reused_tokens"] >= 0.95 * shared, (second["reused_tokens"], shared)
-    assert second["prefilled_tokens"] < second["draft_tokens_in"] - shared + 64
+    # Whole prefill chunks of the shared prefix come from the cache (a partial last one is prefilled again).
+    assert shared - PREFILL_CHUNK <= second["reused_tokens"] <= shared, (second["reused_tokens"], shared)
+    assert second["prefilled_tokens"] < second["draft_tokens_in"] - shared + 64 + PREFILL_CHUNK
     assert NEEDLE in _text(out)
 
 

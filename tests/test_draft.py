@@ -36,8 +36,8 @@ def test_load_is_shared_and_uses_the_capture_attention(smol):
 
 
 def test_kv_reuse_gives_the_same_scores_as_from_scratch(smol):
-    hist = _ids(smol, 700)
-    more = _ids(smol, 900)[700:]
+    hist = _ids(smol, 1024)  # two whole prefill chunks: all of it is reused
+    more = _ids(smol, 1224)[1024:]
     tail = _tail(smol, "Which exception does the decoder raise?")
     full = hist + more + tail
     qs = len(hist) + len(more)
@@ -60,14 +60,14 @@ def test_prefill_in_chunks_equals_one_pass(smol):
 
 
 def test_query_tokens_never_reach_the_cache(smol):
-    ids = _ids(smol, 200) + _tail(smol, "What does scanstring return?")
+    ids = _ids(smol, 1024) + _tail(smol, "What does scanstring return?")  # two whole prefill chunks
     store = PrefixCache()
     queries = len(_tail(smol, "What does scanstring return?"))
     imp = score_pass(smol, ids, len(ids) - queries, store=store)
     assert imp.scores.shape == (len(ids),)
     snap, n = store.lookup(ids + [0] * 10)
-    assert n == len(ids) - queries  # only the prefix before the queries; the focus tail is thrown away
-    assert all(layer.keys.shape[-2] == len(ids) - queries for layer in snap.layers)
+    assert n == 1024  # only the prefix before the queries, in whole chunks; the focus tail is thrown away
+    assert all(layer.keys.shape[-2] == 1024 for layer in snap.layers)
 
 
 def test_query_capture_matches_eager_attention(smol):
@@ -142,8 +142,10 @@ def test_bad_query_start_and_too_long(smol):
 
 
 def test_tiny_model_mechanics(tiny):
-    ids = list(range(100, 400))
+    ids = list(range(100, 700))
     store = PrefixCache()
-    a = score_pass(tiny, ids, 280, store=store)
-    b = score_pass(tiny, [*ids, 5, 6, 7], 283, store=store)
-    assert b.reused_tokens == 280 and a.scores.shape == (300,) and b.scores.shape == (303,)
+    a = score_pass(tiny, ids, 580, store=store)
+    b = score_pass(tiny, [*ids, 5, 6, 7], 583, store=store)
+    # The store holds whole prefill chunks: 512 of the 580 prefix tokens (the rest is prefilled again).
+    assert b.reused_tokens == 512 and b.prefilled_tokens == 583 - 512
+    assert a.scores.shape == (600,) and b.scores.shape == (603,)

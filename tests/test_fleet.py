@@ -76,7 +76,7 @@ def test_every_thread_sends_an_append_only_prompt_whichever_worker_runs_it(fleet
     """What the target caches: each call's input starts with an input of the call before, byte for byte."""
     _, inputs = fleet
     threads = [d for d in inputs.iterdir() if d.is_dir()]
-    assert len(threads) == 2 + 2 + 2 + 4  # reference, random, affinity, one per fault
+    assert len(threads) == 2 + 2 + 2 + 2 + 4  # reference, solo (all cores), random, affinity, one per fault
     for folder in threads:
         calls = _rows_by_call(folder)
         assert sorted(calls) == list(range(5)), folder.name

@@ -15,6 +15,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from specprefill_langchain import SpecPrefillCompressor, SpecPrefillNode, pre_model_hook
+from specprefill_langchain.draft import PREFILL_CHUNK
 from tests.agents import SYSTEM, TOOLS, PlannedChatModel, StatsCollector, chars, check_history, node_graph, request
 
 pytestmark = pytest.mark.real
@@ -36,9 +37,10 @@ def check_loop(model: PlannedChatModel, events: list[dict[str, Any]], history: l
     assert not any(e["passthrough"] for e in compressed), [e["reason"] for e in compressed]
     assert compressed[0]["reused_tokens"] == 0  # the first compressed step pays for its prefix
     for prev, cur in itertools.pairwise(compressed):
-        # The draft pays only for what is new: the previous step's whole prefix comes from the cache.
-        assert cur["reused_tokens"] >= 0.9 * (prev["reused_tokens"] + prev["prefilled_tokens"])
-        assert cur["reused_tokens"] / (cur["reused_tokens"] + cur["prefilled_tokens"]) >= 0.9
+        # The draft pays only for what is new: the previous step's prefix comes from the cache, in whole
+        # prefill chunks (a partial last chunk is prefilled again: docs/design.md, "Same bytes on every worker").
+        assert cur["reused_tokens"] >= prev["reused_tokens"] + prev["prefilled_tokens"] - PREFILL_CHUNK
+        assert cur["reused_tokens"] % PREFILL_CHUNK == 0
     for received, event in zip(model.received, events, strict=True):
         shown = [m for m in received if not isinstance(m, SystemMessage)]
         original = [m for m in history if not isinstance(m, SystemMessage)][: len(shown)]
@@ -107,7 +109,7 @@ def test_interleaved_threads_match_separate_runs(tiny):
     assert keys[:4] == [PATH_A, PATH_B, PATH_A, PATH_B]  # really interleaved
     for path in (PATH_A, PATH_B):  # and each thread still reused its own prefix
         mine = [e for e in collector.events if e["cache_key"] == path and not e["passthrough"]]
-        assert all(e["reuse_fraction"] >= 0.9 for e in mine[1:])
+        assert all(e["reused_tokens"] > 0 and e["reused_tokens"] % PREFILL_CHUNK == 0 for e in mine[1:])
 
 
 # --------------------------------------------------------------------------- door 2: pre_model_hook

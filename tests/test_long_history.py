@@ -17,6 +17,7 @@ from test_invariants import check_invariants
 from transcripts import NEEDLE, QUESTION, agent_transcript, pydoc_page, stdlib_source
 
 from specprefill_langchain import DraftModel, PolicyConfig, SpecPrefillCompressor
+from specprefill_langchain.draft import PREFILL_CHUNK
 
 SOURCES = ("argparse", "functools", "collections", "dataclasses", "textwrap", "json.encoder")
 
@@ -79,16 +80,16 @@ def test_windows_tiny(tiny, keep_ratio: float) -> None:
 def test_windows_are_reused_across_steps(tiny, key: str | None) -> None:
     """The second call on the same history prefills nothing new; after an append only the last
     window grows, and the output equals a cold run on the grown history."""
-    draft = short_context(tiny, 512)
+    draft = short_context(tiny, 1400)
     comp = make(draft)
-    msgs = agent_transcript(1200)
+    msgs = agent_transcript(4000)
     first = comp.compress(msgs, cache_key=key).stats
     second = comp.compress(msgs, cache_key=key)
-    assert second.stats.windows == first.windows
-    # Everything the first call read (windows after the first also re-read the first message, from the
-    # cache) comes from the cache the second time.
-    assert second.stats.prefilled_tokens == 0
-    assert second.stats.reused_tokens == first.prefilled_tokens + first.reused_tokens
+    assert second.stats.windows == first.windows >= 2
+    # Everything the first call read comes from the cache the second time, in whole prefill chunks: each
+    # window prefills at most its last, partial chunk again (docs/design.md, "Same bytes on every worker").
+    assert second.stats.reused_tokens + second.stats.prefilled_tokens == first.prefilled_tokens + first.reused_tokens
+    assert second.stats.prefilled_tokens < second.stats.windows * PREFILL_CHUNK
     assert second.messages == comp.compress(msgs).messages
 
     grown = [

@@ -15,7 +15,14 @@ from typing import Any
 
 from specprefill_langchain.bench.intervals import format_rate, successes
 from specprefill_langchain.bench.provenance import provenance
-from specprefill_langchain.bench.sections import cost_section, depth_section, long_history_section, merged_depth, note
+from specprefill_langchain.bench.sections import (
+    cost_section,
+    depth_section,
+    fleet_section,
+    long_history_section,
+    merged_depth,
+    note,
+)
 from specprefill_langchain.bench.sections import table as _table
 
 
@@ -201,6 +208,7 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
             if k.startswith("depth_") and k not in depth_merged
         ),
         ("long_history", long_history_section),
+        ("fleet", fleet_section),
     ]
     for key, fn in sections:
         res = depth if key == "depth" and depth is not None else results.get(key)

@@ -176,3 +176,52 @@ def cost_section(
         return out
     rows = [[k, *row[:-2]] for k in kinds for row in _cost_rows({"arms": kinds[k]})]
     return [*out, "Every metric per kind and arm:", "", *table(["kind", *head[:-2]], rows), ""]
+
+
+def fleet_section(res: dict[str, Any]) -> list[str]:
+    """``bench fleet``: same bytes whichever worker runs a step, through faults; throughput and state size."""
+    cfg = res.get("config") or {}
+    if not cfg:
+        return []
+    w = str(cfg.get("workers"))
+    intro = (
+        f"{cfg.get('workers')} worker processes and one PostgreSQL {cfg.get('postgres', '').split(' ')[0]} "
+        f"checkpointer serve {cfg.get('threads')} `create_agent` threads of {cfg.get('steps')} tool steps "
+        f"(~{cfg.get('output_chars')} characters of real text each; a scripted chat model drives the tool "
+        f"calls) at the stable defaults, draft {cfg.get('draft')} ({cfg.get('draft_dtype')}). Every step of every "
+        "thread goes to a random worker, then each thread to one worker (affinity), then each fault strikes at a "
+        f"step of its own thread. Identical: model inputs byte-identical to one uninterrupted run "
+        f"({res.get('identical_share')} of {res.get('inputs_compared')} inputs)."
+    )
+    rows = [
+        [
+            name,
+            f"{c['inputs_identical']}/{c['inputs']}",
+            c["lost_messages"],
+            c["orphaned_tool_calls"],
+            c["frozen_equal"],
+        ]
+        for name, c in (res.get("checks") or {}).items()
+    ]
+    rows += [
+        [f"fault: {name}", f"{f['inputs_identical']}/{f['inputs']}", f["lost_messages"], f["orphaned_tool_calls"],
+         int(bool(f.get("frozen_equal")))]
+        for name, f in (res.get("faults") or {}).items()
+    ]  # fmt: skip
+    head = ["phase", "inputs identical", "lost messages", "orphaned tool calls", "threads with equal frozen forms"]
+    out = section(res, "Many workers on one PostgreSQL checkpointer", intro, head, rows)
+    spm, kv = res.get("steps_per_min") or {}, res.get("kv_hit_rate") or {}
+    size, rss = res.get("frozen_bytes_vs_messages") or {}, res.get("peak_rss_mb") or {}
+    hits = [(kv.get(routing) or {}).get("hit_rate") for routing in ("random", "affinity")]
+    metrics = [
+        ["steps per minute", spm.get("1"), spm.get(w), (res.get("steps_per_min_affinity") or {}).get(w)],
+        ["draft KV hit rate", "–", *hits],
+        ["peak RSS per worker MB", rss.get("reference_worker"), rss.get("max"), "–"],
+    ]
+    out += [*table(["metric", "1 worker", f"{w} workers, random", f"{w} workers, affinity"], metrics), ""]
+    return [
+        *out,
+        f"Checkpoint bytes per step, frozen forms over the messages channel: {size.get('frozen_to_messages_blobs')} "
+        f"(channel values), {size.get('frozen_to_messages_writes')} (pending writes).",
+        "",
+    ]
