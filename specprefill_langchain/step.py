@@ -141,9 +141,9 @@ class AgentStep:
         merged = {**frozen, **updates}
         view, _ = apply_frozen(msgs, merged)
         gone = {ref: None for ref in stale_refs(merged, inp.history if inp.history is not None else msgs)}
-        base = (
-            result.stats if result is not None else CompressionStats(reason="nothing to decide", cache_key=inp.thread)
-        )
+        if result is None and found is None and not updates:
+            return StepOutput(view, gone or None, None)  # nothing to decide: no draft ran, no event
+        base = result.stats if result is not None else CompressionStats(reason="no draft pass", cache_key=inp.thread)
         stats = base.for_step(
             mode="stable",
             frozen_reused=sum(isinstance(msgs[i], ToolMessage) for i in p.decided),
