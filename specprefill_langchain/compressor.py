@@ -142,6 +142,12 @@ class SpecPrefillCompressor(RunnableSerializable[CompressorInput, list[BaseMessa
         self.draft.warmup(depth=self.draft.depth_of(self.config.scoring.depth))
         return self
 
+    def line_scores(self, lines: Sequence[str], focus: str) -> list[float]:
+        """The draft's attention from ``focus`` to each of ``lines`` (what orders a rescue that overflows)."""
+        from .passes import line_scores
+
+        return line_scores(self.draft, lines, focus, self.config.scoring)
+
     @property
     def cache(self) -> PrefixCache:
         """The draft's prefix KV cache store (per compressor)."""

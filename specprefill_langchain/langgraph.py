@@ -77,7 +77,7 @@ class SpecPrefillNode(RunnableSerializable[Any, dict[str, Any]]):
             )
             raise ValueError(msg)
         recall = RECALL_TOOL if self.recall else None
-        self._step = AgentStep(compressor.compress, compressor.config, self.mode, recall)
+        self._step = AgentStep(compressor.compress, compressor.config, self.mode, recall, compressor.line_scores)
 
     def _input(self, state: Any, config: RunnableConfig) -> StepInput:
         messages = _get(state, self.messages_key)

@@ -144,8 +144,9 @@ class SpecPrefillMiddleware(AgentMiddleware):
         self.compressor = _compressor(compressor, draft, keep_ratio, options)
         self._name = name
         self.state_key = state_key or _default_key(name)
+        recall = RECALL_TOOL if recall_tool else None
         self.step = AgentStep(
-            self.compressor.compress, self.compressor.config, mode, RECALL_TOOL if recall_tool else None
+            self.compressor.compress, self.compressor.config, mode, recall, self.compressor.line_scores
         )
         self.state_schema = state_schema(self.state_key)
         self.tools = [make_recall_tool()] if recall_tool else []

@@ -245,3 +245,29 @@ def _windowed(
         scores[a:b] = res.scores[len(head) : len(seg)]
         cost = cost.add(res.cost(windows=1))
     return scores, cost
+
+
+def line_scores(draft: DraftModel, lines: Sequence[str], focus: str, sc: ScoringConfig) -> list[float]:
+    """How much the focus's queries attend to each of ``lines``, restated as one tool output before it.
+
+    The rescue's second signal (module ``rescue``): when the lines a step names literally do not fit
+    its budget, the draft orders them, as the second hop lets restated chunks be read after the focus.
+    One short forward of the lines and the focus, no history: the mean importance of each line's tokens.
+    """
+    from .chatformat import chat_format, readable
+
+    fmt = chat_format(draft.tokenizer)
+
+    def encode(text: str) -> list[int]:
+        return list(draft.tokenizer(readable(text), add_special_tokens=False)["input_ids"])
+
+    ids, spans = encode(fmt.header("tool")), []
+    for line in lines:
+        piece = encode(line + "\n")
+        spans.append((len(ids), len(ids) + len(piece)))
+        ids += piece
+    query = encode(fmt.end + fmt.header("human") + focus) + encode(fmt.end + fmt.generation_prompt())
+    if not lines or len(ids) + len(query) > draft.context_length:
+        return [0.0] * len(lines)
+    scores = score_pass(draft, [*ids, *query], len(ids), scoring=sc).scores
+    return [float(scores[a:b].mean()) if b > a else 0.0 for a, b in spans]

@@ -141,6 +141,11 @@ def _pattern(term: str) -> re.Pattern[str]:
 
 def candidates(sources: Sequence[Source], text: str) -> list[tuple[int, int]]:
     """(source, line) pairs the step names, best first: referenced lines, definitions, other uses."""
+    return [c for _, c in tiered(sources, text)]
+
+
+def tiered(sources: Sequence[Source], text: str) -> list[tuple[int, tuple[int, int]]]:
+    """:func:`candidates` with each one's tier: 0 a referenced line, 1 a definition, 2 a use."""
     ranked: list[tuple[tuple[int, int, int], tuple[int, int]]] = []
     for path, number in line_refs(text):
         for k, s in enumerate(sources):
@@ -161,7 +166,10 @@ def candidates(sources: Sequence[Source], text: str) -> list[tuple[int, int]]:
         ranked += [((1, order, -sources[k].index), (k, j)) for k, j in sorted(defs)]
         ranked += [((2, order, -sources[k].index), (k, j)) for k, j in sorted(uses)]
     seen: set[tuple[int, int]] = set()
-    return [c for _, c in sorted(ranked) if not (c in seen or seen.add(c))]
+    return [(key[0], c) for key, c in sorted(ranked) if not (c in seen or seen.add(c))]
+
+
+Rank = Callable[[list[str], str], list[float]]  # (lines, focus text) -> the draft's score of each line
 
 
 def rescue(
@@ -169,15 +177,23 @@ def rescue(
     text: str,
     visible: Callable[[str], bool],
     budget: int,
+    rank: Rank | None = None,
 ) -> Rescue | None:
-    """The block of the lines ``text`` names, within ``budget`` characters, skipping visible lines."""
+    """The block of the lines ``text`` names, within ``budget`` characters, skipping visible lines.
+
+    ``rank``: when the named lines overflow the budget, the draft's attention from ``text`` orders the
+    lines of each tier (a referenced line, a definition, a use), so the budget goes to those it reads
+    as most relevant; without it, the order of the terms in the step decides.
+    """
+    found = [(tier, (k, j)) for tier, (k, j) in tiered(sources, text) if _shown(sources[k], j, visible)]
+    if rank is not None and sum(len(_line(sources[k], j)) + 1 for _, (k, j) in found) > budget:
+        scores = rank([_line(sources[k], j) for _, (k, j) in found], text)
+        found = [found[n] for n in sorted(range(len(found)), key=lambda n: (found[n][0], -scores[n], n))]
     chosen: dict[int, set[int]] = {}
     used = 0
-    for k, j in candidates(sources, text):
-        line = sources[k].lines[j].rstrip()[:LINE_CHARS]
-        if not line.strip() or visible(line.strip()) or j in chosen.get(k, set()):
-            continue
-        if used + len(line) + 1 > budget:
+    for _, (k, j) in found:
+        line = _line(sources[k], j)
+        if used + len(line) + 1 > budget or j in chosen.get(k, set()):
             continue
         chosen.setdefault(k, set()).add(j)
         used += len(line) + 1
@@ -187,6 +203,16 @@ def rescue(
     body = "\n".join(blocks)
     block = f"\n[specprefill: lines of earlier outputs that this step names]\n{body}"
     return Rescue(block, sum(len(js) for js in chosen.values()), len(block))
+
+
+def _line(s: Source, j: int) -> str:
+    return s.lines[j].rstrip()[:LINE_CHARS]
+
+
+def _shown(s: Source, j: int, visible: Callable[[str], bool]) -> bool:
+    """A candidate worth sending: a line with text that the prompt does not show already."""
+    line = _line(s, j).strip()
+    return bool(line) and not visible(line)
 
 
 def _block(s: Source, lines: list[int]) -> str:

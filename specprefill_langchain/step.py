@@ -29,7 +29,7 @@ from .config import CompressorConfig, Mode, check_mode
 from .events import aemit_stats, emit_stats
 from .focus import focus_text
 from .recall import RECALL_TOOL, add_note, is_recall_output
-from .rescue import RESCUE_FLOOR, RESCUE_SHARE, Rescue, rescue, source_of, step_text
+from .rescue import RESCUE_FLOOR, RESCUE_SHARE, Rank, Rescue, rescue, source_of, step_text
 from .schedule import (
     Frozen,
     Plan,
@@ -86,12 +86,14 @@ class StepOutput:
 @dataclass(frozen=True)
 class AgentStep:
     """The step every face runs: ``compress`` with ``config`` in ``mode``; ``recall``: the recall tool's
-    name (its note on each compressed output), or None for no note."""
+    name (its note on each compressed output), or None for no note; ``rank``: the draft's scores of
+    rescue candidates (``SpecPrefillCompressor.line_scores``)."""
 
     compress: CompressFn
     config: CompressorConfig
     mode: Mode = "stable"
     recall: str | None = RECALL_TOOL
+    rank: Rank | None = None  # the draft's order for a rescue that overflows its budget (module rescue)
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -202,7 +204,7 @@ class AgentStep:
         budget = min(self.config.stable.rescue_chars, max(RESCUE_FLOOR, int(RESCUE_SHARE * new_chars)))
         view, _ = apply_frozen(msgs, frozen)
         shown = "\n".join(m.text for m in view)
-        found = rescue(sources, step_text(msgs, first_new), lambda line: line in shown, budget)
+        found = rescue(sources, step_text(msgs, first_new), lambda line: line in shown, budget, self.rank)
         if found is None:
             return {}, None
         return {ref_of(newest): {**(entry or {"digest": digest(newest)}), "rescue": found.text}}, found

@@ -137,3 +137,36 @@ def test_a_rescue_goes_into_a_content_block_list_too(tiny) -> None:
     assert out.update is not None and out.update["p"]["rescue"] == out.messages[-1].content[-1]["text"]
     again = step.decide(StepInput(msgs, {**frozen, **out.update}))  # the same step run again (a retry)
     assert again.messages == out.messages and again.update is None  # decided already: nothing new
+
+
+def test_the_drafts_order_decides_what_fits_when_the_named_lines_overflow() -> None:
+    many = "\n".join([f"def handler_{i}(event):" for i in range(6)] + ["x = 1"] * 30)
+    src = [source_of(3, ToolMessage(many, tool_call_id="c3", name="read_file"), None)]
+    text = "FAILED: handler_0( handler_1( handler_2( handler_3( handler_4( handler_5( all raised"
+    plain = rescue(src, text, lambda line: False, 30)  # room for one line
+    assert plain is not None and "def handler_0(event):" in plain.text  # the step's own order: handler_0 first
+
+    def prefer_five(lines: list[str], focus: str) -> list[float]:
+        assert focus == text
+        return [1.0 if "handler_5" in line else 0.0 for line in lines]
+
+    ranked = rescue(src, text, lambda line: False, 30, prefer_five)
+    assert ranked is not None and "def handler_5(event):" in ranked.text and "handler_0" not in ranked.text
+    fits = rescue(src, text, lambda line: False, 10_000, prefer_five)
+    assert fits is not None and fits.lines == 6  # everything fits: no need to ask the draft
+
+
+@pytest.mark.real
+def test_the_draft_scores_lines_by_the_focus(smol, one_thread) -> None:
+    from specprefill_langchain import SpecPrefillCompressor
+
+    compressor = SpecPrefillCompressor(draft=smol)
+    lines = [
+        "timeout_seconds = 30",
+        "retry_backoff = exponential",
+        "log_format = json",
+        "max_upload_size = 10MB",
+    ]
+    scores = compressor.line_scores(lines, "ERROR upload rejected: file larger than max_upload_size")
+    assert len(scores) == 4 and all(s >= 0 for s in scores)
+    assert max(range(4), key=lambda i: scores[i]) == 3  # the line the error names reads as the most relevant
