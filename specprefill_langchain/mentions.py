@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .selection import Chunk
+from .wordlists import STOP
 
 if TYPE_CHECKING:
     from .transcript import Transcript
@@ -40,37 +41,6 @@ IDENT = re.compile(
     r"|[A-Z][A-Z0-9]{3,}|[A-Za-z]+\d\w*|\d{2,})(?![\w])"
 )
 CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w{3,})\(")
-# Words every log and test run says: they name nothing of an earlier output.
-STOP = frozenset(
-    [
-        "ERROR",
-        "WARNING",
-        "WARN",
-        "INFO",
-        "DEBUG",
-        "CRITICAL",
-        "FATAL",
-        "NOTICE",
-        "TRACE",
-        "FAILED",
-        "PASSED",
-        "SKIPPED",
-        "XFAIL",
-        "XPASS",
-        "TODO",
-        "NOTE",
-        "NONE",
-        "NULL",
-        "TRUE",
-        "FALSE",
-        "JSON",
-        "HTTP",
-        "HTTPS",
-        "UTF",
-        "UTF8",
-        "ASCII",
-    ]
-)
 
 
 def key_terms(text: str | None) -> list[str]:

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 
 from .focus import SALIENT, call_text
-from .mentions import CALLED, IDENT, QUOTED, STOP
+from .mentions import CALLED, IDENT, QUOTED
+from .wordlists import PROSE, STOP
 
 RESCUE_SHARE = 0.25  # of the new messages' characters: a rescue never outweighs the step that asked for it
 RESCUE_FLOOR = 400  # characters: even a one-line step (a follow-up question) may bring back a few lines
@@ -43,6 +44,7 @@ _CODE = re.compile(
     r"^\s*(raise|except|if|elif|while|for|return|def|class|import|from|with|try|assert|#|@)\b|^\s*\w+(\.\w+)*\("
 )
 _OFFSET_ARGS = ("offset", "start", "start_line", "line", "from_line")
+_WORD = re.compile(r"(?<![\w.])[A-Za-z][a-z]{3,}(?![\w])")
 
 
 @dataclass(frozen=True)
@@ -90,14 +92,16 @@ def step_text(messages: Sequence[BaseMessage], first_new: int) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def step_terms(text: str) -> list[str]:
+def step_terms(text: str, asked: str = "") -> list[str]:
     """Rare-looking terms a step names, in order, without duplicates: quoted values; identifiers that no
-    prose word looks like; and names that only their place shows (``tenumerate(``, ``<function load``,
-    ``, in parse``, ``::test_load``, ``.load``)."""
+    prose word looks like; names that only their place shows (``tenumerate(``, ``<function load``,
+    ``, in parse``, ``::test_load``, ``.load``); last, the content words of a new human turn (``asked``):
+    a person asks about "the alias french" without quoting it."""
     found = [next(g for g in m.groups() if g) for m in QUOTED.finditer(text)]
     found += [m.group(0) for m in IDENT.finditer(text)]
     found += [m.group(1) for m in CALLED.finditer(text)]
     found += [next(g for g in m.groups() if g) for m in _NAMED.finditer(text)]
+    found += [w for w in _WORD.findall(asked) if w.lower() not in PROSE]
     out: list[str] = []
     for term in (t.strip() for t in found):
         if 3 <= len(term) <= 64 and term.upper() not in STOP and term not in out and not keyword.iskeyword(term):
@@ -139,12 +143,12 @@ def _pattern(term: str) -> re.Pattern[str]:
     return re.compile(left + re.escape(term) + right)
 
 
-def candidates(sources: Sequence[Source], text: str) -> list[tuple[int, int]]:
+def candidates(sources: Sequence[Source], text: str, asked: str = "") -> list[tuple[int, int]]:
     """(source, line) pairs the step names, best first: referenced lines, definitions, other uses."""
-    return [c for _, c in tiered(sources, text)]
+    return [c for _, c in tiered(sources, text, asked)]
 
 
-def tiered(sources: Sequence[Source], text: str) -> list[tuple[int, tuple[int, int]]]:
+def tiered(sources: Sequence[Source], text: str, asked: str = "") -> list[tuple[int, tuple[int, int]]]:
     """:func:`candidates` with each one's tier: 0 a referenced line, 1 a definition, 2 a use."""
     ranked: list[tuple[tuple[int, int, int], tuple[int, int]]] = []
     for path, number in line_refs(text):
@@ -152,7 +156,7 @@ def tiered(sources: Sequence[Source], text: str) -> list[tuple[int, tuple[int, i
             j = number - s.first_line
             if s.path and _same_file(s.path, path) and 0 <= j < len(s.lines):
                 ranked.append(((0, 0, -s.index), (k, j)))
-    for order, term in enumerate(step_terms(text)):
+    for order, term in enumerate(step_terms(text, asked)):
         pattern, hits = _pattern(term), set()
         for k, s in enumerate(sources):
             joined = "\n".join(s.lines)
@@ -178,6 +182,7 @@ def rescue(
     visible: Callable[[str], bool],
     budget: int,
     rank: Rank | None = None,
+    asked: str = "",
 ) -> Rescue | None:
     """The block of the lines ``text`` names, within ``budget`` characters, skipping visible lines.
 
@@ -185,7 +190,7 @@ def rescue(
     lines of each tier (a referenced line, a definition, a use), so the budget goes to those it reads
     as most relevant; without it, the order of the terms in the step decides.
     """
-    found = [(tier, (k, j)) for tier, (k, j) in tiered(sources, text) if _shown(sources[k], j, visible)]
+    found = [(tier, (k, j)) for tier, (k, j) in tiered(sources, text, asked) if _shown(sources[k], j, visible)]
     if rank is not None and sum(len(_line(sources[k], j)) + 1 for _, (k, j) in found) > budget:
         scores = rank([_line(sources[k], j) for _, (k, j) in found], text)
         found = [found[n] for n in sorted(range(len(found)), key=lambda n: (found[n][0], -scores[n], n))]

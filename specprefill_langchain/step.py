@@ -204,7 +204,9 @@ class AgentStep:
         budget = min(self.config.stable.rescue_chars, max(RESCUE_FLOOR, int(RESCUE_SHARE * new_chars)))
         view, _ = apply_frozen(msgs, frozen)
         shown = "\n".join(m.text for m in view)
-        found = rescue(sources, step_text(msgs, first_new), lambda line: line in shown, budget, self.rank)
+        asked = "\n".join(m.text for m in msgs[first_new:] if isinstance(m, HumanMessage))
+        text = step_text(msgs, first_new)
+        found = rescue(sources, text, lambda line: line in shown, budget, self.rank, asked)
         if found is None:
             return {}, None
         return {ref_of(newest): {**(entry or {"digest": digest(newest)}), "rescue": found.text}}, found

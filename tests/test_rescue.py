@@ -170,3 +170,15 @@ def test_the_draft_scores_lines_by_the_focus(smol, one_thread) -> None:
     scores = compressor.line_scores(lines, "ERROR upload rejected: file larger than max_upload_size")
     assert len(scores) == 4 and all(s >= 0 for s in scores)
     assert max(range(4), key=lambda i: scores[i]) == 3  # the line the error names reads as the most relevant
+
+
+def test_a_follow_up_question_in_plain_words_finds_its_record() -> None:
+    table = "\n".join(
+        ['{"alias": "english", "locale": "en_EN.ISO8859-1"}', '{"alias": "french", "locale": "fr_FR.ISO8859-1"}']
+        + [f'{{"alias": "lang{i}", "locale": "xx_{i}.UTF-8"}}' for i in range(40)]
+    )
+    src = [source_of(3, ToolMessage(table, tool_call_id="c1", name="http_get_json"), None)]
+    asked = "Earlier you fetched the locale aliases: which locale does the alias french map to?"
+    found = rescue(src, asked, lambda line: False, 400, asked=asked)
+    assert found is not None and '"french"' in found.text and "english" not in found.text
+    assert rescue(src, asked, lambda line: False, 400) is None  # a tool's text alone: plain words name nothing
