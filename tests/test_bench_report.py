@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -125,3 +126,17 @@ def test_depth_runs_of_the_same_tasks_share_one_table_and_one_choice() -> None:
     assert "depth_0_65 (day 2)" in main and "depth_0_65: one thread" in main
     other = text[text.index("## Early-layer scoring, other tasks or settings (`depth_nohop`)") :]
     assert format_rate(20, 33) in other and format_rate(20, 33) not in main and "hop_chunks=0" in other
+
+
+def test_a_saved_section_records_the_machine_and_the_report_reads_only_the_file(tmp_path) -> None:
+    from specprefill_langchain.bench.cli import save_section
+    from specprefill_langchain.bench.report import readme_block
+
+    path = tmp_path / "results.json"
+    save_section(path, "kv_reuse", {"rows": []}, "bench kv-reuse")
+    results = json.loads(path.read_text())
+    assert "date" not in results["machine"] and results["machine"]["cores"] >= 1
+    assert results["dates"]["kv_reuse"]  # the date lives with the section
+    # Rendered twice (later), the same bytes: nothing of the rendering machine or clock goes in.
+    assert readme_block(results, tmp_path) == readme_block(json.loads(path.read_text()), tmp_path)
+    assert "Machine: not recorded" in readme_block({}, tmp_path)

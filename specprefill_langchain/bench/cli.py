@@ -179,7 +179,11 @@ def save_section(path: Path, key: str, result: dict[str, Any], command: str) -> 
 
     results = json.loads(path.read_text()) if path.is_file() else {}
     results[key] = result
-    stamp(results, key, command, machine()["date"])
+    here = machine()
+    stamp(results, key, command, here["date"])
+    # The machine of the latest run, without its date (each section has its own): the report renders
+    # it from the file, so rendering twice gives the same bytes.
+    results["machine"] = {k: v for k, v in here.items() if k != "date"}
     if result.get("plots"):
         results["plots"] = sorted({*results.get("plots", []), *result["plots"]})
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -188,8 +188,8 @@ def render(results: dict[str, Any], command: str, base: Path | None = None, *, s
         "(tests/test_readme_figures.py checks they are today's).",
         "",
     ]
-    m = results.get("machine") or machine()
-    lines += ["Machine: " + ", ".join(f"{k} {v}" for k, v in m.items()), ""]
+    m = results.get("machine")  # never this machine's: the render must depend on the file only
+    lines += ["Machine: " + (", ".join(f"{k} {v}" for k, v in m.items()) if m else "not recorded"), ""]
     depth, depth_merged = merged_depth(results)  # depth runs of the same tasks share one table
     sections = [
         ("fidelity", lambda r: _fidelity(r, "Fidelity")),

@@ -212,10 +212,12 @@ def fleet_section(res: dict[str, Any]) -> list[str]:
     out = section(res, "Many workers on one PostgreSQL checkpointer", intro, head, rows)
     spm, kv = res.get("steps_per_min") or {}, res.get("kv_hit_rate") or {}
     size, rss = res.get("frozen_bytes_vs_messages") or {}, res.get("peak_rss_mb") or {}
-    hits = [(kv.get(routing) or {}).get("hit_rate") for routing in ("random", "affinity")]
+    # The share of draft tokens taken from the KV cache, not the store's hit rate: a lookup that shares
+    # less than one whole prefill chunk counts as a hit in the store but reuses nothing.
+    reused = [(kv.get(routing) or {}).get("tokens_reused_share") for routing in ("random", "affinity")]
     metrics = [
         ["steps per minute", spm.get("1"), spm.get(w), (res.get("steps_per_min_affinity") or {}).get(w)],
-        ["draft KV hit rate", "–", *hits],
+        ["draft tokens from the KV cache", "–", *reused],
         ["peak RSS per worker MB", rss.get("reference_worker"), rss.get("max"), "–"],
     ]
     out += [*table(["metric", "1 worker", f"{w} workers, random", f"{w} workers, affinity"], metrics), ""]
