@@ -24,44 +24,19 @@ in an output is named only later; a ``follow_up`` task adds a human turn after t
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
 from specprefill_langchain.bench.tasks import real_tasks, sources
+from specprefill_langchain.bench.tasks.late_loops import MAKERS as LATE_MAKERS
 from specprefill_langchain.bench.tasks.rounds import SYSTEM_PROMPT, Round, filler_rounds, insert_line, window
+from specprefill_langchain.bench.tasks.types import LoopTask
 
 LOOP_KINDS = ("key_in_request", "key_in_call", "key_later")
 LATE_KINDS = ("grep_then_read", "test_names_function", "log_names_key", "traceback_to_source", "follow_up")
 ALL_KINDS = LOOP_KINDS + LATE_KINDS
 FINAL_ANSWER = "I have read every output above; here is what I found."  # the scripted model's answer
 LATER_GAP = 3  # steps between the evidence and the output that names its key (key_later)
-
-
-@dataclass(frozen=True)
-class LoopTask:
-    """One scripted agent loop: the request, one round per step, the evidence and where things arrive."""
-
-    id: str
-    kind: str
-    request: str
-    rounds: tuple[Round, ...]
-    evidence: tuple[str, ...]
-    evidence_step: int  # 1-based step whose output holds the evidence
-    key: str  # what names the evidence (a table key or a function name)
-    key_step: int  # where the key is first named: 0 = the request, else the 1-based step (call or output)
-    follow_up: str | None = None  # a human turn after the loop's answer (read at call steps + 1)
-    question: str = ""  # for an accuracy check on the final input; may name the key
-    answer: str = ""  # the gold answer, verbatim in the evidence
-
-    @property
-    def steps(self) -> int:
-        return len(self.rounds)
-
-    @property
-    def calls(self) -> int:
-        """Model calls of the loop: one per round, the answer, and the follow-up's answer if any."""
-        return self.steps + 1 + (self.follow_up is not None)
 
 
 # --- public wrappers of the real-text builders ---------------------------------------------------
@@ -197,11 +172,7 @@ def make_loop_tasks(
     if steps < 1 or n_per_kind < 1 or output_chars < 500:
         msg = f"need steps >= 1, n_per_kind >= 1 and output_chars >= 500; got {steps}, {n_per_kind}, {output_chars}"
         raise ValueError(msg)
-    makers = dict(_MAKERS)
-    if any(k in LATE_KINDS for k in kinds):
-        from specprefill_langchain.bench.tasks.late_loops import MAKERS  # it builds on LoopTask
-
-        makers.update(MAKERS)
+    makers = {**_MAKERS, **LATE_MAKERS}
     tasks = []
     for kind in kinds:
         for i in range(n_per_kind):

@@ -25,7 +25,6 @@ import random
 
 from specprefill_langchain.bench.tasks import package_sources as ps
 from specprefill_langchain.bench.tasks import package_tables, sources
-from specprefill_langchain.bench.tasks.agent_loops import LoopTask
 from specprefill_langchain.bench.tasks.late_rounds import (
     LOG_PATH,
     assemble,
@@ -37,6 +36,7 @@ from specprefill_langchain.bench.tasks.late_rounds import (
     traceback_text,
 )
 from specprefill_langchain.bench.tasks.late_sites import caller, grep_site, shuffled
+from specprefill_langchain.bench.tasks.types import LoopTask
 
 _MIN_STEPS = {
     "grep_then_read": 2,
